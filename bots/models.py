@@ -1,0 +1,1 @@
+"""Chat-platform adapters arrive with the bots issue."""

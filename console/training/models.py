@@ -1,0 +1,1 @@
+"""Models arrive with the answering and learning-loop issues."""
