@@ -22,6 +22,7 @@ run: setup .env
 	$(PY) manage.py bootstrap
 	$(PY) manage.py runall
 
+test: export SECRET_KEY ?= test-only-secret-key
 test: setup
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .

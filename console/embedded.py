@@ -58,9 +58,7 @@ def _ensure_database(admin_uri: str) -> None:
     import psycopg
 
     with psycopg.connect(admin_uri, autocommit=True) as conn:
-        exists = conn.execute(
-            "SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE_NAME,)
-        ).fetchone()
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE_NAME,)).fetchone()
         if not exists:
             conn.execute(f'CREATE DATABASE "{DATABASE_NAME}"')
 
@@ -121,14 +119,22 @@ def redis_url(data_dir: Path) -> str:
             subprocess.run(
                 [
                     str(server),
-                    "--port", "0",
-                    "--unixsocket", str(socket),
-                    "--unixsocketperm", "700",
-                    "--dir", str(workdir),
-                    "--appendonly", "yes",
-                    "--daemonize", "yes",
-                    "--pidfile", str(workdir / "redis.pid"),
-                    "--logfile", str(workdir / "redis.log"),
+                    "--port",
+                    "0",
+                    "--unixsocket",
+                    str(socket),
+                    "--unixsocketperm",
+                    "700",
+                    "--dir",
+                    str(workdir),
+                    "--appendonly",
+                    "yes",
+                    "--daemonize",
+                    "yes",
+                    "--pidfile",
+                    str(workdir / "redis.pid"),
+                    "--logfile",
+                    str(workdir / "redis.log"),
                 ],
                 check=True,
                 stdout=subprocess.DEVNULL,

@@ -1,0 +1,181 @@
+"""Knowledge-base admin: collections, documents (multi-file upload, status, re-index), chunks."""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import admin, messages
+from django.db import transaction
+from django.db.models import Count, Q
+from django.shortcuts import redirect, render
+from django.urls import path, reverse
+from django.utils.html import format_html
+
+from console.knowledge import services
+from console.knowledge.models import Chunk, Collection, Document
+
+
+@admin.register(Collection)
+class CollectionAdmin(admin.ModelAdmin):
+    list_display = ["name", "slug", "access", "documents", "failed"]
+    prepopulated_fields = {"slug": ["name"]}
+    search_fields = ["name", "slug"]
+
+    def get_queryset(self, request):
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                n_documents=Count("documents"),
+                n_failed=Count("documents", filter=Q(documents__status=Document.Status.FAILED)),
+            )
+        )
+
+    @admin.display(description="Readable by")
+    def access(self, obj: Collection) -> str:
+        return ", ".join(obj.allowed_scopes) or "every channel"
+
+    @admin.display(ordering="n_documents")
+    def documents(self, obj: Collection) -> int:
+        return obj.n_documents
+
+    @admin.display(ordering="n_failed")
+    def failed(self, obj: Collection) -> int:
+        return obj.n_failed
+
+
+class MultipleFileInput(forms.ClearableFileInput):
+    allow_multiple_selected = True
+
+
+class MultipleFileField(forms.FileField):
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("widget", MultipleFileInput())
+        super().__init__(*args, **kwargs)
+
+    def clean(self, data, initial=None):
+        single = super().clean
+        if isinstance(data, list | tuple):
+            return [single(item, initial) for item in data]
+        return [single(data, initial)]
+
+
+class UploadForm(forms.Form):
+    collection = forms.ModelChoiceField(queryset=Collection.objects.all())
+    files = MultipleFileField(help_text="Select one or more .txt, .md, .html, .pdf or .docx files.")
+
+
+@admin.register(Document)
+class DocumentAdmin(admin.ModelAdmin):
+    list_display = [
+        "title_or_source",
+        "collection",
+        "status_badge",
+        "progress_bar",
+        "version",
+        "chunks",
+        "indexed_at",
+    ]
+    list_filter = ["status", "collection"]
+    search_fields = ["title", "source", "error"]
+    actions = ["reindex"]
+    readonly_fields = [
+        "content_hash",
+        "version",
+        "status",
+        "error",
+        "progress",
+        "chunk_count",
+        "size_bytes",
+        "indexed_at",
+        "created_at",
+        "updated_at",
+    ]
+    fields = ["collection", "title", "source", "file", *readonly_fields]
+
+    def get_urls(self):
+        upload = path(
+            "upload/", self.admin_site.admin_view(self.upload_view), name="knowledge_document_upload"
+        )
+        return [upload, *super().get_urls()]
+
+    def upload_view(self, request):
+        form = UploadForm(request.POST or None, request.FILES or None)
+        if request.method == "POST" and form.is_valid():
+            queued, skipped, failed = self._register_uploads(form.cleaned_data)
+            messages.info(request, f"Queued {queued} for indexing, {skipped} unchanged, {failed} failed.")
+            return redirect("admin:knowledge_document_changelist")
+        context = {
+            **self.admin_site.each_context(request),
+            "form": form,
+            "title": "Upload documents",
+            "opts": self.model._meta,
+        }
+        return render(request, "admin/knowledge/document/upload.html", context)
+
+    def _register_uploads(self, data) -> tuple[int, int, int]:
+        queued = skipped = failed = 0
+        with transaction.atomic():
+            for upload in data["files"]:
+                registration = services.register_file(data["collection"], upload.name, upload.read())
+                if registration.changed:
+                    services.enqueue_index(registration.document)
+                    queued += 1
+                elif registration.document.status == Document.Status.FAILED:
+                    failed += 1
+                else:
+                    skipped += 1
+        return queued, skipped, failed
+
+    def changelist_view(self, request, extra_context=None):
+        busy = Document.objects.filter(
+            status__in=[Document.Status.PENDING, Document.Status.INDEXING]
+        ).exists()
+        extra_context = {**(extra_context or {}), "auto_refresh": busy}
+        return super().changelist_view(request, extra_context)
+
+    @admin.action(description="Re-index selected documents")
+    def reindex(self, request, queryset):
+        count = services.mark_for_reindex(queryset)
+        self.message_user(request, f"Queued {count} document(s) for re-indexing.")
+
+    @admin.display(description="Document", ordering="title")
+    def title_or_source(self, obj: Document) -> str:
+        return str(obj)
+
+    @admin.display(description="Status", ordering="status")
+    def status_badge(self, obj: Document):
+        colour = {"indexed": "#2e7d32", "failed": "#c62828", "indexing": "#1565c0"}.get(obj.status, "#666")
+        badge = format_html('<b style="color:{}">{}</b>', colour, obj.get_status_display())
+        if obj.status == Document.Status.FAILED:
+            return format_html('{}<br><span style="color:#c62828">{}</span>', badge, obj.error)
+        return badge
+
+    @admin.display(description="Progress", ordering="progress")
+    def progress_bar(self, obj: Document):
+        return format_html('<progress max="100" value="{}"></progress> {}%', obj.progress, obj.progress)
+
+    @admin.display(description="Chunks", ordering="chunk_count")
+    def chunks(self, obj: Document):
+        url = reverse("admin:knowledge_chunk_changelist") + f"?document__id__exact={obj.pk}"
+        return format_html('<a href="{}">{}</a>', url, obj.chunk_count)
+
+
+@admin.register(Chunk)
+class ChunkAdmin(admin.ModelAdmin):
+    list_display = ["document", "ordinal", "heading", "token_count", "excerpt"]
+    list_filter = ["document__collection"]
+    search_fields = ["text", "heading", "document__title"]
+    list_select_related = ["document"]
+    fields = ["document", "ordinal", "heading", "token_count", "text"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="Text")
+    def excerpt(self, obj: Chunk) -> str:
+        text = " ".join(obj.text.split())
+        return text[:160] + ("…" if len(text) > 160 else "")

@@ -1,0 +1,91 @@
+"""Ingest files and folders from disk: walk, register, and index in-process or on the queue."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from django.db import transaction
+
+from console.knowledge import services
+from console.knowledge.models import Collection, Document
+
+
+@dataclass
+class IngestSummary:
+    indexed: list[Document] = field(default_factory=list)
+    skipped: list[Document] = field(default_factory=list)
+    failed: list[Document] = field(default_factory=list)
+    queued: list[Document] = field(default_factory=list)
+    ignored: Counter = field(default_factory=Counter)  # unsupported extensions met inside folders
+
+
+def iter_files(paths: list[Path]) -> Iterator[tuple[Path, str]]:
+    """(file, source) pairs: a file's source is its name, a folder's files are relative to it."""
+    for path in paths:
+        if path.is_dir():
+            for file in sorted(p for p in path.rglob("*") if p.is_file()):
+                relative = file.relative_to(path)
+                if not any(part.startswith(".") for part in relative.parts):
+                    yield file, relative.as_posix()
+        elif path.is_file():
+            yield path, path.name
+        else:
+            raise FileNotFoundError(f"No such file or folder: {path}")
+
+
+def register_paths(collection: Collection, paths: list[Path], summary: IngestSummary) -> list[Document]:
+    """Register every file; returns documents that need indexing. Unchanged ones are skipped."""
+    pending = []
+    for file, source in iter_files(paths):
+        explicit = file in paths
+        if not services.is_supported(file) and not explicit:
+            summary.ignored[file.suffix.lower() or "(no extension)"] += 1
+            continue
+        registration = services.register_file(collection, source, file.read_bytes())
+        document = registration.document
+        if registration.changed:
+            pending.append(document)
+        elif document.status == Document.Status.FAILED:
+            summary.failed.append(document)
+        else:
+            summary.skipped.append(document)
+    return pending
+
+
+def index_now(documents: list[Document], summary: IngestSummary, on_progress: Callable[[Document], None]):
+    for document in documents:
+        result = services.index_document(document.pk)
+        (summary.indexed if result.status == Document.Status.INDEXED else summary.failed).append(result)
+        on_progress(result)
+
+
+def enqueue(documents: list[Document], summary: IngestSummary) -> None:
+    with transaction.atomic():
+        for document in documents:
+            services.enqueue_index(document)
+    summary.queued.extend(documents)
+
+
+def wait_for(
+    documents: list[Document],
+    summary: IngestSummary,
+    on_progress: Callable[[Document], None],
+    *,
+    poll: float = 0.5,
+) -> None:
+    """Follow queued documents until each is indexed or failed."""
+    waiting = {document.pk for document in documents}
+    while waiting:
+        for document in Document.objects.filter(pk__in=waiting):
+            if document.status in (Document.Status.INDEXED, Document.Status.FAILED):
+                waiting.discard(document.pk)
+                (summary.indexed if document.status == Document.Status.INDEXED else summary.failed).append(
+                    document
+                )
+                on_progress(document)
+        if waiting:
+            time.sleep(poll)

@@ -1,0 +1,104 @@
+"""The knowledge base: collections of documents, split into embedded chunks."""
+
+from __future__ import annotations
+
+from django.contrib.postgres.fields import ArrayField
+from django.contrib.postgres.indexes import GinIndex
+from django.contrib.postgres.search import SearchVectorField
+from django.db import models
+from pgvector.django import HnswIndex, VectorField
+
+EMBEDDING_DIMENSIONS = 384
+
+
+class Collection(models.Model):
+    """A document set, readable by the channels listed in `allowed_scopes` (empty = everyone).
+
+    A scope is `slack:<channel or team id>` or `discord:<channel or guild id>`; retrieval
+    enforces it in SQL.
+    """
+
+    name = models.CharField(max_length=200)
+    slug = models.SlugField(max_length=100, unique=True)
+    description = models.TextField(blank=True)
+    allowed_scopes = ArrayField(
+        models.CharField(max_length=100),
+        default=list,
+        blank=True,
+        help_text=(
+            "Channels that may read this collection, comma-separated, e.g. slack:C0123ABCD, "
+            "slack:T0123 (a whole workspace), discord:987654321 (a channel or a guild). "
+            "Empty: every channel."
+        ),
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Document(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        INDEXING = "indexing", "Indexing"
+        INDEXED = "indexed", "Indexed"
+        FAILED = "failed", "Failed"
+
+    collection = models.ForeignKey(Collection, on_delete=models.CASCADE, related_name="documents")
+    title = models.CharField(max_length=500, blank=True)
+    source = models.CharField(max_length=1000, help_text="The file name or URL it came from.")
+    file = models.FileField(upload_to="documents/%Y/%m/", max_length=500, blank=True)
+    content_hash = models.CharField(max_length=64, blank=True)
+    version = models.PositiveIntegerField(default=0)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    error = models.TextField(blank=True)
+    progress = models.PositiveSmallIntegerField(default=0, help_text="Percent of the current indexing run.")
+    chunk_count = models.PositiveIntegerField(default=0)
+    size_bytes = models.PositiveBigIntegerField(default=0)
+    indexed_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-updated_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["collection", "source"], name="document_unique_source"),
+            models.CheckConstraint(condition=models.Q(progress__lte=100), name="document_progress_percent"),
+        ]
+
+    def __str__(self) -> str:
+        return self.title or self.source
+
+
+class Chunk(models.Model):
+    """One embedded piece of a document. A document's chunks are replaced in one transaction."""
+
+    document = models.ForeignKey(Document, on_delete=models.CASCADE, related_name="chunks")
+    ordinal = models.PositiveIntegerField()
+    heading = models.CharField(max_length=1000, blank=True)
+    text = models.TextField()
+    token_count = models.PositiveIntegerField(default=0)
+    embedding = VectorField(dimensions=EMBEDDING_DIMENSIONS)
+    search_vector = SearchVectorField(null=True)
+
+    class Meta:
+        ordering = ["document", "ordinal"]
+        constraints = [
+            models.UniqueConstraint(fields=["document", "ordinal"], name="chunk_unique_ordinal"),
+        ]
+        indexes = [
+            HnswIndex(
+                name="chunk_embedding_hnsw",
+                fields=["embedding"],
+                m=16,
+                ef_construction=64,
+                opclasses=["vector_cosine_ops"],
+            ),
+            GinIndex(name="chunk_search_vector_gin", fields=["search_vector"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.document} #{self.ordinal}"

@@ -1,0 +1,158 @@
+"""Hybrid retrieval: pgvector cosine kNN and PostgreSQL full text, fused by reciprocal rank.
+
+Collection access is part of the SQL WHERE of both legs, so a restricted chunk can never
+reach a channel, and filtering never starves results (HNSW iterative scans keep going until
+k allowed rows are found).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db import connection, transaction
+
+from ml import embeddings
+
+METHODS = ("hybrid", "vector", "fulltext")
+RRF_K = 60  # the usual reciprocal-rank-fusion constant: 1 / (60 + rank)
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    chunk_id: int
+    document_id: int
+    document: str  # title
+    source: str
+    document_version: int
+    heading: str
+    text: str
+    score: float  # fused score (hybrid) or the leg's own score
+    similarity: float | None  # cosine similarity to the query, when known
+
+
+def embed_query(query: str) -> list[float]:
+    return embeddings.embed(settings.EMBEDDING_MODEL, [query])[0].tolist()
+
+
+def search(
+    query: str,
+    *,
+    k: int = 5,
+    collections: Sequence[str] | None = None,
+    scopes: Sequence[str] | None = None,
+    method: str = "hybrid",
+    query_embedding: Sequence[float] | None = None,
+    candidates: int | None = None,
+) -> list[SearchResult]:
+    """Top-k chunks for `query`.
+
+    collections: slugs to search (None: all). scopes: the asking channel's scopes such as
+    `slack:C123`, `slack:T9`, `discord:42`; a collection with allowed scopes is searched only
+    when one of them matches. None means a trusted operator (CLI, admin): no scope filter.
+    """
+    if method not in METHODS:
+        raise ValueError(f"Unknown search method {method!r}; use one of {', '.join(METHODS)}.")
+    query = query.strip()
+    if not query or k <= 0:
+        return []
+    pool = max(candidates or k * 4, k)
+    params: dict[str, object] = {
+        "query": query,
+        "pool": pool,
+        "k": k,
+        "collections": list(collections) if collections is not None else None,
+        "scopes": list(scopes) if scopes is not None else None,
+        "rrf": RRF_K,
+    }
+    if method != "fulltext":
+        vector = query_embedding if query_embedding is not None else embed_query(query)
+        params["embedding"] = "[" + ",".join(f"{x:.7g}" for x in vector) + "]"
+    sql = _SQL[method].format(access=_ACCESS)
+    with transaction.atomic(), connection.cursor() as cursor:
+        if method != "fulltext":
+            cursor.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+            cursor.execute(
+                "SELECT set_config('hnsw.ef_search', %s, true)", [str(max(settings.SEARCH_EF, pool))]
+            )
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    return [SearchResult(*row) for row in rows]
+
+
+_ACCESS = """
+    (%(collections)s::text[] IS NULL OR col.slug = ANY(%(collections)s::text[]))
+    AND (%(scopes)s::text[] IS NULL
+         OR cardinality(col.allowed_scopes) = 0
+         OR col.allowed_scopes && %(scopes)s::varchar[])
+"""
+
+_FROM = """
+    FROM knowledge_chunk c
+    JOIN knowledge_document d ON d.id = c.document_id
+    JOIN knowledge_collection col ON col.id = d.collection_id
+"""
+
+_VECTOR_LEG = (
+    """
+    SELECT c.id, c.embedding <=> %(embedding)s::vector AS distance
+    """
+    + _FROM
+    + """
+    WHERE {access}
+    ORDER BY c.embedding <=> %(embedding)s::vector
+    LIMIT %(pool)s
+"""
+)
+
+_TEXT_LEG = (
+    """
+    SELECT c.id, ts_rank_cd(c.search_vector, q.query, 32) AS rank
+    """
+    + _FROM
+    + """
+    CROSS JOIN websearch_to_tsquery('english', %(query)s) AS q(query)
+    WHERE c.search_vector @@ q.query AND {access}
+    ORDER BY rank DESC, c.id
+    LIMIT %(pool)s
+"""
+)
+
+_RESULT_COLUMNS = """
+    c.id, d.id, d.title, d.source, d.version, c.heading, c.text
+"""
+
+_SQL = {
+    "vector": "WITH v AS ("
+    + _VECTOR_LEG
+    + ") SELECT "
+    + _RESULT_COLUMNS
+    + """, 1 - v.distance, 1 - v.distance
+    FROM v JOIN knowledge_chunk c ON c.id = v.id JOIN knowledge_document d ON d.id = c.document_id
+    ORDER BY v.distance LIMIT %(k)s""",
+    "fulltext": "WITH t AS ("
+    + _TEXT_LEG
+    + ") SELECT "
+    + _RESULT_COLUMNS
+    + """, t.rank, NULL::float
+    FROM t JOIN knowledge_chunk c ON c.id = t.id JOIN knowledge_document d ON d.id = c.document_id
+    ORDER BY t.rank DESC, c.id LIMIT %(k)s""",
+    "hybrid": "WITH v AS ("
+    + _VECTOR_LEG
+    + "), t AS ("
+    + _TEXT_LEG
+    + """),
+    vr AS (SELECT id, distance, row_number() OVER (ORDER BY distance) AS r FROM v),
+    tr AS (SELECT id, row_number() OVER (ORDER BY rank DESC, id) AS r FROM t),
+    fused AS (
+        SELECT COALESCE(vr.id, tr.id) AS id,
+               COALESCE(1.0 / (%(rrf)s + vr.r), 0) + COALESCE(1.0 / (%(rrf)s + tr.r), 0) AS score
+          FROM vr FULL OUTER JOIN tr ON tr.id = vr.id
+    )
+    SELECT """
+    + _RESULT_COLUMNS
+    + """, fused.score::float, 1 - (c.embedding <=> %(embedding)s::vector)
+    FROM fused JOIN knowledge_chunk c ON c.id = fused.id JOIN knowledge_document d ON d.id = c.document_id
+    ORDER BY fused.score DESC, c.id LIMIT %(k)s""",
+}

