@@ -49,9 +49,20 @@ def postgres_url(data_dir: Path) -> str:
     data_dir = Path(data_dir).resolve()
     with _locked(data_dir, "postgres"):
         server = get_server(data_dir / "pgdata", cleanup_mode=None)
+        if not _postmaster_alive(server.get_postmaster_info()):
+            server.ensure_postgres_running()  # get_server() caches handles; this one was stopped
         base_uri = server.get_uri()
         _ensure_database(base_uri)
     return server.get_uri(database=DATABASE_NAME)
+
+
+def _postmaster_alive(info) -> bool:
+    import psutil
+
+    try:
+        return info.process is not None and info.process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 def _ensure_database(admin_uri: str) -> None:

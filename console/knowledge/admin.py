@@ -50,6 +50,7 @@ class MultipleFileInput(forms.ClearableFileInput):
 class MultipleFileField(forms.FileField):
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("widget", MultipleFileInput())
+        kwargs.setdefault("allow_empty_file", True)  # an empty file becomes a failed document with a reason
         super().__init__(*args, **kwargs)
 
     def clean(self, data, initial=None):

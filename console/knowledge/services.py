@@ -13,12 +13,12 @@ from django.conf import settings
 from django.core.files.base import ContentFile
 from django.db import connection, transaction
 from django.utils import timezone
-from ml.chunking import Chunk as ChunkPiece
-from ml.chunking import chunk_document
-from ml.parsing import SUPPORTED_EXTENSIONS, ParseError, parse_document
 
 from console.knowledge.models import EMBEDDING_DIMENSIONS, Chunk, Collection, Document
 from ml import embeddings
+from ml.chunking import Chunk as ChunkPiece
+from ml.chunking import chunk_document
+from ml.parsing import SUPPORTED_EXTENSIONS, ParseError, parse_document
 
 logger = logging.getLogger(__name__)
 

@@ -33,7 +33,11 @@ def test_ingest_folder_recursively_and_report(folder):
     assert "Indexed 3, skipped 0 unchanged, failed 0." in output
     assert "ops/oncall.md" in output
     assert ".png ×1" in output
-    assert set(Document.objects.values_list("source", flat=True)) == {"ops/oncall.md", "expenses.md", "vpn.txt"}
+    assert set(Document.objects.values_list("source", flat=True)) == {
+        "ops/oncall.md",
+        "expenses.md",
+        "vpn.txt",
+    }
     again = _ingest(folder, collection="handbook", sync=True)
     assert "Indexed 0, skipped 3 unchanged, failed 0." in again
 
@@ -42,7 +46,9 @@ def test_ingest_exits_non_zero_and_names_the_reason_when_a_file_fails(folder):
     (folder / "broken.txt").write_bytes(b"\xff\xfe\x00\x00binary\x00")
     out = io.StringIO()
     with pytest.raises(CommandError) as failure:
-        call_command("ingest", str(folder), collection="handbook", sync=True, stdout=out, stderr=io.StringIO())
+        call_command(
+            "ingest", str(folder), collection="handbook", sync=True, stdout=out, stderr=io.StringIO()
+        )
     assert failure.value.returncode == 1
     assert "failed 1" in out.getvalue()
     assert "broken.txt:" in out.getvalue()
@@ -54,8 +60,11 @@ def test_ingest_missing_path_is_a_clear_error(tmp_path):
         _ingest(tmp_path / "nope", collection="handbook", sync=True)
 
 
-def test_ingest_without_sync_queues_jobs_and_says_no_worker_listens(folder, ingest_queue, run_ingest_worker):
-    output = _ingest(folder, collection="handbook")
+def test_ingest_without_sync_queues_jobs_and_says_no_worker_listens(
+    folder, ingest_queue, run_ingest_worker, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        output = _ingest(folder, collection="handbook")
     assert "no worker listens on queue 'ingest'" in output
     assert ingest_queue.count == 3
     run_ingest_worker()

@@ -13,7 +13,13 @@ from ml.chunking import Chunk as Piece
 
 def _pieces(marker: str, n: int) -> list[Piece]:
     return [
-        Piece(ordinal=i, heading="Runbook", text=f"{marker} restore step {i}", embed_text=f"{marker} {i}", token_count=8)
+        Piece(
+            ordinal=i,
+            heading="Runbook",
+            text=f"{marker} restore step {i}",
+            embed_text=f"{marker} {i}",
+            token_count=8,
+        )
         for i in range(n)
     ]
 

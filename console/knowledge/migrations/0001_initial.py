@@ -26,7 +26,7 @@ class Migration(migrations.Migration):
                 ('name', models.CharField(max_length=200)),
                 ('slug', models.SlugField(max_length=100, unique=True)),
                 ('description', models.TextField(blank=True)),
-                ('allowed_scopes', django.contrib.postgres.fields.ArrayField(base_field=models.CharField(max_length=100), blank=True, default=list, help_text='Channels that may read this collection, one per line, e.g. slack:C0123ABCD, slack:T0123 (a whole workspace), discord:987654321 (a channel or a guild). Empty: every channel.', size=None)),
+                ('allowed_scopes', django.contrib.postgres.fields.ArrayField(base_field=models.CharField(max_length=100), blank=True, default=list, help_text='Channels that may read this collection, comma-separated, e.g. slack:C0123ABCD, slack:T0123 (a whole workspace), discord:987654321 (a channel or a guild). Empty: every channel.', size=None)),
                 ('created_at', models.DateTimeField(auto_now_add=True)),
             ],
             options={
