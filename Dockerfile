@@ -23,7 +23,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 # included, so the non-root user can write to it.
 RUN groupadd --system --gid 10001 app \
     && useradd --system --uid 10001 --gid app --create-home --home-dir /home/app app \
-    && mkdir -p /data/adapters /data/media /data/static \
+    && mkdir -p /data/adapters /data/media \
     && chown -R app:app /data
 
 WORKDIR /app
@@ -47,6 +47,7 @@ RUN --mount=type=cache,target=/root/.cache/pip \
 
 # The code stays owned by root: the app user can read it, not change it.
 COPY . .
+RUN mkdir -p /app/staticfiles && chown app:app /app/staticfiles
 
 USER app
 

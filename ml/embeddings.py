@@ -18,7 +18,9 @@ _lock = threading.Lock()
 @lru_cache(maxsize=4)
 def _load(model_name: str):
     from sentence_transformers import SentenceTransformer
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()  # callers report their own progress
     return SentenceTransformer(model_name, device="cpu", local_files_only=True)
 
 
@@ -64,7 +66,13 @@ def embed(
     for start in range(0, total, batch_size):
         batch = list(texts[start : start + batch_size])
         rows.append(
-            model.encode(batch, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True)
+            model.encode(
+                batch,
+                batch_size=batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            )
         )
         if progress:
             progress(min(start + batch_size, total), total)
