@@ -116,6 +116,7 @@ if not REDIS_URL:
     REDIS_URL = embedded.redis_url(DATA_DIR)
 INGEST_JOB_TIMEOUT = env_int("INGEST_JOB_TIMEOUT", 60 * 30)
 TRAIN_JOB_TIMEOUT = env_int("TRAIN_JOB_TIMEOUT", 60 * 60 * 6)
+RQ = {"WORKER_CLASS": "console.workers.Worker"}  # marks a job's rows failed if its process dies
 RQ_QUEUES = {
     "ingest": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": INGEST_JOB_TIMEOUT},
     "train": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": TRAIN_JOB_TIMEOUT},

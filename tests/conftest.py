@@ -1,13 +1,7 @@
-"""Test set-up: a private DATA_DIR (own embedded PostgreSQL and Redis), real services only."""
+"""Test fixtures. pyproject.toml gives tests their own DATA_DIR: own embedded PostgreSQL and Redis."""
 
-import os
-from pathlib import Path
-
-os.environ.setdefault("SECRET_KEY", "test-only-secret-key")
-os.environ.setdefault("DATA_DIR", str(Path(__file__).resolve().parent.parent / "var" / "test"))
-
-import django_rq  # noqa: E402
-import pytest  # noqa: E402
+import django_rq
+import pytest
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ from django.conf import settings
 from django.core.files.base import ContentFile
 from django.db import connection, transaction
 from django.utils import timezone
+from rq import Callback
 
 from console.knowledge.models import EMBEDDING_DIMENSIONS, Chunk, Collection, Document
 from ml import embeddings
@@ -88,6 +89,7 @@ def enqueue_index(document: Document) -> None:
             document_id,
             job_timeout=settings.INGEST_JOB_TIMEOUT,
             description=f"Index document {document_id}",
+            on_failure=Callback("console.knowledge.jobs.index_document_failed"),
         )
 
     transaction.on_commit(enqueue)
@@ -129,6 +131,17 @@ def _read(document: Document) -> bytes:
             return handle.read()
     except FileNotFoundError as err:
         raise ParseError("The stored file is missing from DATA_DIR/media; upload it again.") from err
+
+
+def mark_interrupted(document_id: int, cause: str) -> None:
+    """A job that never finished (worker killed, timeout) leaves its document failed, not stuck."""
+    Document.objects.filter(
+        pk=document_id, status__in=[Document.Status.PENDING, Document.Status.INDEXING]
+    ).update(
+        status=Document.Status.FAILED,
+        progress=0,
+        error=f"Indexing was interrupted ({cause}); the previous chunks are unchanged. Re-index to retry.",
+    )
 
 
 def _fail(document_id: int, reason: str) -> None:

@@ -1,0 +1,69 @@
+"""A worker process killed mid-job leaves the document failed with a reason, old chunks intact."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from urllib.parse import urlsplit, urlunsplit
+
+import psutil
+import pytest
+from django.db import connection
+
+from console.knowledge import services
+from console.knowledge.models import Document
+from tests.knowledge.conftest import ONCALL_MD
+
+
+def _test_database_url() -> str:
+    """settings.DATABASE_URL pointed at the test database this session created."""
+    from django.conf import settings
+
+    url = urlsplit(settings.DATABASE_URL)
+    return urlunsplit(url._replace(path="/" + connection.settings_dict["NAME"]))
+
+
+def _wait(condition, timeout=60.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+@pytest.mark.django_db(transaction=True)
+def test_killed_work_horse_leaves_document_failed_and_old_chunks_serving(
+    collection, add_document, ingest_queue, settings
+):
+    settings.MEDIA_ROOT = settings.DATA_DIR / "media"  # where the worker process will look
+    document = add_document(collection, "oncall.md", ONCALL_MD)
+    old_chunks = set(document.chunks.values_list("id", flat=True))
+    registration = services.register_file(
+        collection, "oncall.md", (ONCALL_MD + "\nNew paragraph.\n").encode()
+    )
+    services.enqueue_index(registration.document)  # autocommit: enqueued at once
+
+    env = dict(os.environ, DATABASE_URL=_test_database_url(), REDIS_URL=settings.REDIS_URL)
+    worker = subprocess.Popen(
+        [sys.executable, str(settings.BASE_DIR / "manage.py"), "rqworker", "ingest"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        assert _wait(lambda: Document.objects.get(pk=document.pk).status == Document.Status.INDEXING)
+        horses = psutil.Process(worker.pid).children()
+        assert horses, "the worker forked no work-horse"
+        for horse in horses:
+            horse.send_signal(signal.SIGKILL)
+        assert _wait(lambda: Document.objects.get(pk=document.pk).status == Document.Status.FAILED)
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)
+
+    failed = Document.objects.get(pk=document.pk)
+    assert "interrupted" in failed.error and "Re-index" in failed.error
+    assert failed.version == 1
+    assert set(failed.chunks.values_list("id", flat=True)) == old_chunks
