@@ -136,6 +136,20 @@ MAX_UPLOAD_MB = env_float("MAX_UPLOAD_MB", 25)
 CHUNK_OVERLAP_TOKENS = env_int("CHUNK_OVERLAP_TOKENS", 32)
 SEARCH_EF = env_int("SEARCH_EF", 100)
 
+# --- Answering ---------------------------------------------------------------------------
+ANSWER_MODE = os.environ.get("ANSWER_MODE") or "auto"  # auto: both when an adapter is live, else rag
+SYSTEM_PROMPT = os.environ.get("SYSTEM_PROMPT", "")  # empty: ml.prompting.DEFAULT_SYSTEM_PROMPT
+RETRIEVAL_TOP_K = env_int("RETRIEVAL_TOP_K", 4)
+RETRIEVAL_MIN_SIMILARITY = env_float("RETRIEVAL_MIN_SIMILARITY", 0.3)
+GENERATOR = os.environ.get("GENERATOR") or "local"  # local | openai
+LLM_API_URL = os.environ.get("LLM_API_URL", "")
+LLM_API_KEY = os.environ.get("LLM_API_KEY", "")
+LLM_TIMEOUT = env_float("LLM_TIMEOUT", 120)
+GENERATION_MAX_NEW_TOKENS = env_int("GENERATION_MAX_NEW_TOKENS", 256)
+GENERATION_TEMPERATURE = env_float("GENERATION_TEMPERATURE", 0.2)
+GENERATION_REPETITION_PENALTY = env_float("GENERATION_REPETITION_PENALTY", 1.1)
+HISTORY_TURNS = env_int("HISTORY_TURNS", 6)
+
 # --- Chat platforms (read here, used by bots/) ----------------------------------------------
 SLACK_BOT_TOKEN = os.environ.get("SLACK_BOT_TOKEN", "")
 SLACK_SIGNING_SECRET = os.environ.get("SLACK_SIGNING_SECRET", "")

@@ -1,1 +1,124 @@
-"""Models arrive with the answering and learning-loop issues."""
+"""Conversations: per-channel settings, every answer given, feedback on answers, API keys."""
+
+from __future__ import annotations
+
+from django.db import models
+
+
+class Mode(models.TextChoices):
+    PROMPT = "prompt", "Prompt only (no retrieval, no adapter)"
+    RAG = "rag", "Retrieval only"
+    ADAPTER = "adapter", "Adapter only"
+    BOTH = "both", "Retrieval and adapter"
+
+
+class Platform(models.TextChoices):
+    SLACK = "slack", "Slack"
+    DISCORD = "discord", "Discord"
+    WEB = "web", "Web"
+    API = "api", "API"
+    CLI = "cli", "Command line"
+
+
+class ChannelSettings(models.Model):
+    """How the bot behaves in one channel. Channels without a row use the global defaults."""
+
+    platform = models.CharField(max_length=16, choices=Platform.choices)
+    channel_id = models.CharField(max_length=100)
+    name = models.CharField(max_length=200, blank=True, help_text="A label for people, e.g. #ops.")
+    enabled = models.BooleanField(default=True)
+    mode = models.CharField(
+        max_length=16, choices=Mode.choices, blank=True, help_text="Empty: the global default (ANSWER_MODE)."
+    )
+    collections = models.ManyToManyField(
+        "knowledge.Collection",
+        blank=True,
+        help_text="Search only these. Empty: every collection this channel may read.",
+    )
+    persona = models.TextField(blank=True, help_text="System prompt for this channel. Empty: the default.")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "channel settings"
+        constraints = [
+            models.UniqueConstraint(fields=["platform", "channel_id"], name="channel_settings_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name or f"{self.platform}:{self.channel_id}"
+
+
+class Answer(models.Model):
+    """Every reply the bot gave, with what it saw and how long each stage took."""
+
+    platform = models.CharField(max_length=16, choices=Platform.choices)
+    workspace = models.CharField(max_length=100, blank=True)
+    channel = models.CharField(max_length=100, blank=True)
+    thread = models.CharField(max_length=100, blank=True)
+    message_id = models.CharField(max_length=100, blank=True, help_text="The platform's id of the reply.")
+    asker = models.CharField(max_length=64, blank=True, help_text="Hashed user id.")
+    question = models.TextField()
+    text = models.TextField()
+    mode = models.CharField(max_length=16, choices=Mode.choices)
+    adapter = models.ForeignKey(
+        "training.TrainingRun", null=True, blank=True, on_delete=models.SET_NULL, related_name="answers"
+    )
+    covered = models.BooleanField(
+        default=True, help_text="False when the knowledge base had nothing relevant."
+    )
+    retrieved = models.JSONField(
+        default=list, blank=True, help_text="Chunks given to the model: ids, scores and document versions."
+    )
+    sources = models.JSONField(default=list, blank=True, help_text="Cited documents, in citation order.")
+    context = models.JSONField(
+        default=list, blank=True, help_text="Chunk texts exactly as the model saw them."
+    )
+    prompt_tokens = models.PositiveIntegerField(default=0)
+    completion_tokens = models.PositiveIntegerField(default=0)
+    timings = models.JSONField(default=dict, blank=True, help_text="Milliseconds per stage.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["platform", "channel", "thread"], name="answer_thread")]
+
+    def __str__(self) -> str:
+        return self.question[:80]
+
+
+class Feedback(models.Model):
+    answer = models.ForeignKey(Answer, on_delete=models.CASCADE, related_name="feedback")
+    platform = models.CharField(max_length=16, choices=Platform.choices)
+    voter = models.CharField(max_length=64, help_text="Hashed user id.")
+    value = models.SmallIntegerField(choices=[(1, "👍"), (-1, "👎")])
+    reason = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["answer", "voter"], name="one_vote_per_voter"),
+            models.CheckConstraint(
+                condition=models.Q(value__in=[1, -1]), name="feedback_value_plus_minus_one"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{'+1' if self.value > 0 else '-1'} on answer {self.answer_id}"
+
+
+class ApiKey(models.Model):
+    """A key for the OpenAI-compatible API. Only a hash is stored; the key is shown once."""
+
+    name = models.CharField(max_length=200)
+    prefix = models.CharField(max_length=16, unique=True, help_text="First characters, to recognise the key.")
+    key_hash = models.CharField(max_length=64, unique=True)
+    active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "API key"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"

@@ -1,0 +1,262 @@
+"""The answering service: a question and where it was asked in, an Answer out.
+
+retrieve (pgvector + full text, the channel's collections only) → build the prompt
+(ml.prompting, the same builder training uses) → generate (the live adapter when the mode
+uses one) → turn [n] markers into sources → record an Answer row with timings.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+
+from django.conf import settings
+
+from console.conversations.models import Answer, ChannelSettings, Mode
+from console.knowledge.search import SearchResult, embed_query, search
+from console.training.services import ActiveAdapter, active_adapter
+from ml import generation
+from ml.prompting import DEFAULT_SYSTEM_PROMPT, ContextChunk, Turn, build_messages, citation_numbers
+
+logger = logging.getLogger(__name__)
+
+NOT_COVERED = (
+    "I couldn't find anything about that in the knowledge base, so I won't guess. "
+    "Try rephrasing the question, or ask a teammate and add the answer to the documents."
+)
+MODES = [choice.value for choice in Mode]
+
+
+class ChannelDisabled(Exception):
+    """The bot is switched off in this channel (ChannelSettings.enabled)."""
+
+
+@dataclass(frozen=True)
+class Asked:
+    """Where a question came from."""
+
+    platform: str
+    channel: str = ""
+    workspace: str = ""
+    thread: str = ""
+    user: str = ""
+
+
+@dataclass(frozen=True)
+class ChannelConfig:
+    enabled: bool = True
+    mode: str = ""
+    collections: tuple[str, ...] | None = None  # slugs; None: every collection the channel may read
+    persona: str = ""
+
+
+def channel_config(platform: str, channel: str) -> ChannelConfig:
+    row = ChannelSettings.objects.filter(platform=platform, channel_id=channel).first() if channel else None
+    if row is None:
+        return ChannelConfig()
+    slugs = tuple(row.collections.values_list("slug", flat=True))
+    return ChannelConfig(row.enabled, row.mode, slugs or None, row.persona)
+
+
+def resolve_mode(requested: str | None, config: ChannelConfig, adapter: ActiveAdapter | None) -> str:
+    """Explicit request, else the channel's mode, else ANSWER_MODE; `auto` is both with a live adapter."""
+    mode = requested or config.mode or settings.ANSWER_MODE
+    if mode == "auto":
+        mode = Mode.BOTH if adapter else Mode.RAG
+    if mode not in MODES:
+        raise ValueError(f"Unknown mode {mode!r}; use one of {', '.join(MODES)}.")
+    return str(mode)
+
+
+def hash_id(platform: str, user_id: str) -> str:
+    """A stable pseudonym for a user id, so votes dedupe without storing who voted."""
+    if not user_id:
+        return ""
+    key = settings.SECRET_KEY.encode()
+    return hmac.new(key, f"{platform}:{user_id}".encode(), hashlib.sha256).hexdigest()
+
+
+_generator_lock = threading.Lock()
+
+
+@lru_cache(maxsize=1)
+def _generator(backend: str, base_model: str, api_url: str) -> generation.Generator:
+    if backend == "openai":
+        if not api_url:
+            raise ValueError("GENERATOR=openai needs LLM_API_URL (an OpenAI-compatible server's /v1 URL).")
+        return generation.OpenAIGenerator(
+            api_url, settings.LLM_API_KEY, model=base_model or "default", timeout=settings.LLM_TIMEOUT
+        )
+    return generation.local_generator(generation.resolve_base_model(base_model, settings.DATA_DIR))
+
+
+def get_generator() -> generation.Generator:
+    """The process-wide generator for the configured back end, loaded on first use."""
+    with _generator_lock:
+        return _generator(settings.GENERATOR, settings.BASE_MODEL, settings.LLM_API_URL)
+
+
+def generation_config() -> generation.GenerationConfig:
+    return generation.GenerationConfig(
+        max_new_tokens=settings.GENERATION_MAX_NEW_TOKENS,
+        temperature=settings.GENERATION_TEMPERATURE,
+        repetition_penalty=settings.GENERATION_REPETITION_PENALTY,
+    )
+
+
+class _Stopwatch:
+    def __init__(self) -> None:
+        self.timings: dict[str, float] = {}
+        self._started = time.perf_counter()
+
+    def lap(self, stage: str, since: float) -> float:
+        now = time.perf_counter()
+        self.timings[stage] = round((now - since) * 1000, 2)
+        return now
+
+    def total(self) -> dict[str, float]:
+        return {**self.timings, "total": round((time.perf_counter() - self._started) * 1000, 2)}
+
+
+def retrieve(
+    question: str, config: ChannelConfig, scopes: Sequence[str], clock: _Stopwatch
+) -> list[SearchResult]:
+    """Relevant chunks for the question: the channel's collections, its scopes, above the threshold."""
+    started = time.perf_counter()
+    embedding = embed_query(question)
+    started = clock.lap("embed", started)
+    results = search(
+        question,
+        k=settings.RETRIEVAL_TOP_K,
+        collections=config.collections,
+        scopes=scopes,
+        query_embedding=embedding,
+    )
+    clock.lap("search", started)
+    return [r for r in results if (r.similarity or 0) >= settings.RETRIEVAL_MIN_SIMILARITY]
+
+
+def answer(
+    question: str,
+    *,
+    platform: str,
+    channel: str = "",
+    user: str = "",
+    workspace: str = "",
+    thread: str = "",
+    history: Sequence[Turn] = (),
+    mode: str | None = None,
+) -> Answer:
+    """Answer `question` as asked in `channel` and record it. Raises ChannelDisabled."""
+    question = question.strip()
+    if not question:
+        raise ValueError("The question is empty.")
+    config = channel_config(platform, channel)
+    if not config.enabled:
+        raise ChannelDisabled(f"The bot is switched off in {platform}:{channel}.")
+    live = active_adapter()
+    mode = resolve_mode(mode, config, live)
+    asked = Asked(platform, channel, workspace, thread, user)
+    clock = _Stopwatch()
+    chunks: list[SearchResult] = []
+    if mode in (Mode.RAG, Mode.BOTH):
+        scopes = [f"{platform}:{ident}" for ident in (channel, workspace) if ident]
+        chunks = retrieve(question, config, scopes, clock)
+        if not chunks:
+            return _record(asked, question, NOT_COVERED, mode, None, [], None, clock)
+    adapter = live if mode in (Mode.ADAPTER, Mode.BOTH) else None
+    result = _generate(question, chunks, history, config, adapter, clock)
+    return _record(asked, question, result.text, mode, adapter, chunks, result, clock)
+
+
+def _generate(question, chunks, history, config, adapter, clock) -> generation.GenerationResult:
+    started = time.perf_counter()
+    generator = get_generator()
+    if adapter:
+        generator.ensure_adapter(adapter.name, adapter.path)
+    started = clock.lap("load", started)  # ~0 once the model and adapter are loaded
+    context = [
+        ContextChunk(title=c.document, text=c.text, source=c.source, heading=c.heading) for c in chunks
+    ]
+    system = config.persona or settings.SYSTEM_PROMPT or DEFAULT_SYSTEM_PROMPT
+    messages = build_messages(system, context, list(history)[-settings.HISTORY_TURNS :], question)
+    started = clock.lap("prompt", started)
+    result = generator.generate(
+        messages, adapter=adapter.name if adapter else None, config=generation_config()
+    )
+    clock.lap("generate", started)
+    return result
+
+
+def sources_for(text: str, chunks: Sequence[SearchResult]) -> list[dict]:
+    """The documents behind an answer: those cited as [n] first, then the rest retrieved."""
+    cited = citation_numbers(text, len(chunks))
+    order = cited + [n for n in range(1, len(chunks) + 1) if n not in cited]
+    sources, seen = [], set()
+    for number in order:
+        chunk = chunks[number - 1]
+        if chunk.document_id in seen:
+            continue
+        seen.add(chunk.document_id)
+        sources.append(
+            {
+                "number": number,
+                "cited": number in cited,
+                "document": chunk.document,
+                "source": chunk.source,
+                "heading": chunk.heading,
+                "score": round(chunk.score, 6),
+                "similarity": None if chunk.similarity is None else round(chunk.similarity, 6),
+            }
+        )
+    return sources
+
+
+def _record(asked: Asked, question, text, mode, adapter, chunks, result, clock) -> Answer:
+    """Store the answer; no result means retrieval found nothing and nothing was generated."""
+    covered = result is not None
+    record = Answer.objects.create(
+        platform=asked.platform,
+        workspace=asked.workspace,
+        channel=asked.channel,
+        thread=asked.thread,
+        asker=hash_id(asked.platform, asked.user),
+        question=question,
+        text=text,
+        mode=mode,
+        adapter_id=adapter.run_id if adapter else None,
+        covered=covered,
+        retrieved=[
+            {
+                "chunk_id": c.chunk_id,
+                "document_id": c.document_id,
+                "document_version": c.document_version,
+                "score": round(c.score, 6),
+                "similarity": None if c.similarity is None else round(c.similarity, 6),
+            }
+            for c in chunks
+        ],
+        sources=sources_for(text, chunks) if covered else [],
+        context=[
+            {"number": i, "title": c.document, "heading": c.heading, "text": c.text}
+            for i, c in enumerate(chunks, 1)
+        ],
+        prompt_tokens=result.prompt_tokens if covered else 0,
+        completion_tokens=result.completion_tokens if covered else 0,
+        timings=clock.total(),
+    )
+    logger.info(
+        "answer %s mode=%s adapter=%s covered=%s %s",
+        record.pk,
+        mode,
+        adapter and adapter.name,
+        covered,
+        record.timings,
+    )
+    return record
