@@ -318,11 +318,12 @@ class LocalGenerator:
         penalty = RepetitionPenaltyLogitsProcessor(
             config.repetition_penalty, prompt_ignore_length=prompt_tokens
         )
+        pad = self._tokenizer.pad_token_id
         kwargs: dict[str, Any] = {
             "max_new_tokens": config.max_new_tokens,
             "logits_processor": LogitsProcessorList([penalty] if config.repetition_penalty != 1.0 else []),
             "eos_token_id": self._stop_ids,
-            "pad_token_id": self._tokenizer.pad_token_id or self._stop_ids[0],
+            "pad_token_id": self._stop_ids[0] if pad is None else pad,
         }
         if config.temperature > 0:
             kwargs.update(do_sample=True, temperature=config.temperature, top_p=config.top_p)
