@@ -1,0 +1,94 @@
+"""Calibrate RETRIEVAL_MIN_SIMILARITY: below it, the bot says the knowledge base doesn't cover it.
+
+Loads the demo knowledge base into a throwaway test database, then compares the best cosine
+similarity of in-domain questions (bench/questions.jsonl) with that of off-topic questions.
+Run: .venv/bin/python bench/threshold.py
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "console.settings")
+os.environ.setdefault("SECRET_KEY", "bench-only")
+
+OFF_TOPIC = [
+    "What is the capital of Australia?",
+    "How do I bake sourdough bread?",
+    "Who won the 1998 football world cup?",
+    "What's a good name for a cat?",
+    "Explain quantum entanglement",
+    "How tall is Mount Everest?",
+    "Recommend a sci-fi novel",
+    "What is the boiling point of water at altitude?",
+    "How do I change a car tyre?",
+    "What's the weather like on Mars?",
+    "Translate hello into Japanese",
+    "How many legs does a spider have?",
+    "What is the best pizza topping?",
+    "Write a poem about the sea",
+    "Who painted the Mona Lisa?",
+]
+CANDIDATES = (0.20, 0.225, 0.25, 0.275, 0.30, 0.35, 0.40)
+
+
+def main() -> None:
+    import django
+
+    django.setup()
+    from django.db import connection
+
+    old_name = connection.creation.create_test_db(verbosity=0, autoclobber=True)
+    try:
+        report(measure())
+    finally:
+        connection.creation.destroy_test_db(old_name, verbosity=0)
+
+
+def measure() -> tuple[list[float], list[float]]:
+    import tempfile
+
+    from django.conf import settings
+    from django.core.management import call_command
+
+    from console.knowledge.search import search
+
+    settings.MEDIA_ROOT = Path(tempfile.mkdtemp())
+    call_command(
+        "ingest",
+        str(ROOT / "examples" / "knowledge"),
+        collection="demo",
+        sync=True,
+        stdout=open(os.devnull, "w"),
+    )
+    questions = [json.loads(line)["question"] for line in (ROOT / "bench" / "questions.jsonl").open()]
+
+    def best(question: str) -> float:
+        results = search(question, k=1, method="vector")
+        return results[0].similarity if results else 0.0
+
+    return sorted(best(q) for q in questions), sorted(best(q) for q in OFF_TOPIC)
+
+
+def report(scores: tuple[list[float], list[float]]) -> None:
+    inside, outside = scores
+    print(
+        f"in-domain questions: {len(inside)}, lowest best-similarity {inside[0]:.3f}, median {inside[len(inside) // 2]:.3f}"
+    )
+    print(
+        f"off-topic questions: {len(outside)}, highest best-similarity {outside[-1]:.3f}, median {outside[len(outside) // 2]:.3f}"
+    )
+    print(f"{'threshold':>9}  {'in-domain answered':>18}  {'off-topic declined':>18}")
+    for t in CANDIDATES:
+        kept = sum(s >= t for s in inside) / len(inside)
+        declined = sum(s < t for s in outside) / len(outside)
+        print(f"{t:>9.3f}  {kept:>18.1%}  {declined:>18.1%}")
+
+
+if __name__ == "__main__":
+    main()
