@@ -3,6 +3,9 @@
 import django_rq
 import pytest
 
+from console.knowledge import services
+from console.knowledge.models import Collection, Document
+
 
 @pytest.fixture
 def ingest_queue():
@@ -28,3 +31,53 @@ def run_ingest_worker(ingest_queue):
 @pytest.fixture(autouse=True)
 def _media_root(settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path / "media"
+
+
+@pytest.fixture(scope="session")
+def tiny_llm(tmp_path_factory):
+    """A tiny random causal LM folder (real transformers code paths, no weights to download)."""
+    from tests.tiny_models import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-llm"))
+
+
+@pytest.fixture(scope="session")
+def tiny_adapter(tiny_llm, tmp_path_factory):
+    """A random LoRA adapter for `tiny_llm`, as adapter_model.safetensors."""
+    from tests.tiny_models import build_tiny_adapter
+
+    return build_tiny_adapter(tiny_llm, tmp_path_factory.mktemp("tiny-adapter"))
+
+
+@pytest.fixture
+def use_tiny_llm(settings, tiny_llm):
+    """Answer with the tiny model: greedy, a few tokens, local back end; adapter cache cleared."""
+    from console.training.services import forget_active_adapter
+
+    settings.BASE_MODEL = str(tiny_llm)
+    settings.GENERATOR = "local"
+    settings.GENERATION_MAX_NEW_TOKENS = 8
+    settings.GENERATION_TEMPERATURE = 0.0
+    forget_active_adapter()
+    yield tiny_llm
+    forget_active_adapter()
+
+
+@pytest.fixture
+def collection(db):
+    return Collection.objects.create(name="Handbook", slug="handbook")
+
+
+@pytest.fixture
+def add_document():
+    """Register bytes as a document and index it in-process; returns the fresh Document."""
+
+    def add(collection: Collection, source: str, data: bytes | str) -> Document:
+        if isinstance(data, str):
+            data = data.encode()
+        registration = services.register_file(collection, source, data)
+        if registration.changed:
+            return services.index_document(registration.document.pk)
+        return Document.objects.get(pk=registration.document.pk)
+
+    return add

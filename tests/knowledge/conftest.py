@@ -1,28 +1,4 @@
-import pytest
-
-from console.knowledge import services
-from console.knowledge.models import Collection, Document
-
-
-@pytest.fixture
-def collection(db):
-    return Collection.objects.create(name="Handbook", slug="handbook")
-
-
-@pytest.fixture
-def add_document():
-    """Register bytes as a document and index it in-process; returns the fresh Document."""
-
-    def add(collection: Collection, source: str, data: bytes | str) -> Document:
-        if isinstance(data, str):
-            data = data.encode()
-        registration = services.register_file(collection, source, data)
-        if registration.changed:
-            return services.index_document(registration.document.pk)
-        return Document.objects.get(pk=registration.document.pk)
-
-    return add
-
+"""Sample documents shared by the tests."""
 
 ONCALL_MD = """# On-call rotation
 
