@@ -38,3 +38,52 @@ class TrainingRun(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class TrainingPair(models.Model):
+    """A question, the context the model saw, and a good answer: one example for the next adapter.
+
+    Nothing trains until a curator approves it.
+    """
+
+    class Source(models.TextChoices):
+        FEEDBACK = "feedback", "👍 feedback"
+        CORRECTION = "correction", "Correction"
+        MANUAL = "manual", "Manual"
+        IMPORT = "import", "Import"
+
+    class Status(models.TextChoices):
+        CANDIDATE = "candidate", "Candidate"
+        APPROVED = "approved", "Approved"
+        REJECTED = "rejected", "Rejected"
+
+    question = models.TextField()
+    context = models.JSONField(default=list, blank=True, help_text="Chunks as the model saw them.")
+    answer = models.TextField()
+    source = models.CharField(max_length=16, choices=Source.choices)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.CANDIDATE)
+    origin = models.ForeignKey(
+        "conversations.Answer",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="training_pairs",
+    )
+    votes = models.PositiveIntegerField(default=0)
+    reason = models.TextField(blank=True, help_text="What was wrong with the original answer.")
+    stale = models.BooleanField(default=False, help_text="A document in its context changed since.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["origin", "source"],
+                condition=models.Q(source="feedback"),
+                name="one_feedback_pair_per_answer",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.question[:80]
