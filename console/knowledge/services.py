@@ -16,6 +16,7 @@ from django.utils import timezone
 from rq import Callback
 
 from console.knowledge.models import EMBEDDING_DIMENSIONS, Chunk, Collection, Document
+from console.knowledge.signals import document_changed
 from ml import embeddings
 from ml.chunking import Chunk as ChunkPiece
 from ml.chunking import chunk_document
@@ -206,6 +207,7 @@ def replace_chunks(document_id: int, title: str, pieces: Sequence[ChunkPiece], v
         document.progress = 100
         document.indexed_at = timezone.now()
         document.save()
+        document_changed.send(sender=Document, document_id=document.pk, version=document.version)
 
 
 def _fill_search_vectors(document: Document) -> None:

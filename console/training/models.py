@@ -71,7 +71,12 @@ class TrainingPair(models.Model):
     )
     votes = models.PositiveIntegerField(default=0)
     reason = models.TextField(blank=True, help_text="What was wrong with the original answer.")
+    documents = models.JSONField(
+        default=list, blank=True, help_text="Documents the context came from: [{document_id, version}]."
+    )
     stale = models.BooleanField(default=False, help_text="A document in its context changed since.")
+    pii_scrubbed = models.BooleanField(default=False, help_text="Personal data or secrets were replaced.")
+    eval_only = models.BooleanField(default=False, help_text="Held out for evaluation, never trained on.")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

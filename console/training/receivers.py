@@ -1,0 +1,28 @@
+"""Keep training pairs in step with feedback and documents (connected in TrainingConfig.ready)."""
+
+from __future__ import annotations
+
+from django.db import transaction
+from django.db.models.signals import post_delete, post_save
+from django.dispatch import receiver
+
+from console.conversations.models import Feedback
+from console.knowledge.models import Document
+from console.knowledge.signals import document_changed
+from console.training import pairs
+
+
+@receiver([post_save, post_delete], sender=Feedback)
+def feedback_changed(sender, instance: Feedback, **kwargs) -> None:
+    answer_id = instance.answer_id
+    transaction.on_commit(lambda: pairs.sync_feedback_pair(answer_id))
+
+
+@receiver(document_changed)
+def document_reindexed(sender, document_id: int, version: int, **kwargs) -> None:
+    pairs.mark_stale(document_id, version)
+
+
+@receiver(post_delete, sender=Document)
+def document_deleted(sender, instance: Document, **kwargs) -> None:
+    pairs.mark_stale(instance.pk, None)
