@@ -1,10 +1,21 @@
 """Test fixtures. pyproject.toml gives tests their own DATA_DIR: own embedded PostgreSQL and Redis."""
 
+import os
+
 import django_rq
 import pytest
 
 from console.knowledge import services
 from console.knowledge.models import Collection, Document
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix):
+    """A test database of this run's own, so test runs started side by side never clobber each other."""
+    from django.conf import settings
+
+    test = settings.DATABASES["default"].setdefault("TEST", {})
+    test["NAME"] = f"test_{settings.DATABASES['default']['NAME']}_{os.getpid()}"
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from console.training.models import TrainingPair
 from ml.pii import scrub
 
 
-def _scrubbed_fields(question: str, answer_text: str, context: list[dict]) -> dict:
+def scrubbed_fields(question: str, answer_text: str, context: list[dict]) -> dict:
     parts = [scrub(question), scrub(answer_text)]
     clean_context = []
     for chunk in context:
@@ -45,7 +45,7 @@ def sync_feedback_pair(answer_id: int) -> TrainingPair | None:
         pair = TrainingPair.objects.filter(origin=answer, source=TrainingPair.Source.FEEDBACK).first()
         if pair is None and votes and answer.covered:
             return TrainingPair.objects.create(
-                **_scrubbed_fields(answer.question, answer.text, answer.context),
+                **scrubbed_fields(answer.question, answer.text, answer.context),
                 source=TrainingPair.Source.FEEDBACK,
                 origin=answer,
                 votes=votes,
@@ -66,7 +66,7 @@ def add_correction(answer: Answer, better_answer: str, *, reason: str = "") -> T
     if not better_answer.strip():
         raise ValueError("The better answer is empty.")
     return TrainingPair.objects.create(
-        **_scrubbed_fields(answer.question, better_answer.strip(), answer.context),
+        **scrubbed_fields(answer.question, better_answer.strip(), answer.context),
         source=TrainingPair.Source.CORRECTION,
         status=TrainingPair.Status.APPROVED,
         origin=answer,
