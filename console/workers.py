@@ -1,18 +1,29 @@
-"""The RQ worker class every queue runs (`rqworker --worker-class console.workers.Worker`).
+"""The RQ worker classes the queues run.
 
-RQ calls a job's `on_failure` callback when the job raises, and when a dead worker's job is
-found abandoned; it does not when only the forked work-horse dies (OOM killer, SIGKILL).
-This worker closes that gap, so a job's rows are always marked failed with a reason.
+`Worker` (forking; every queue by default, through settings.RQ["WORKER_CLASS"]) and
+`SpawnWorker` (a fresh interpreter per job; the `train` queue, so CUDA is never initialised in
+a process that then forks). RQ calls a job's `on_failure` callback when the job raises and when
+a dead worker's job is found abandoned, but not when only the work-horse process dies (OOM
+killer, SIGKILL): both classes close that gap, so a job's rows are always marked failed.
 """
 
 from __future__ import annotations
 
-from rq import Worker as RQWorker
+import os
+
+import django
+from django.apps import apps
 from rq.callbacks import execute_failure_callback
 from rq.exceptions import AbandonedJobError
+from rq.worker import SpawnWorker as RQSpawnWorker
+from rq.worker import Worker as RQWorker
+
+if not apps.ready:  # a spawned work-horse imports this module before anything else of ours
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "console.settings")
+    django.setup()
 
 
-class Worker(RQWorker):
+class _FailsJobsOfDeadHorses:
     def handle_work_horse_killed(self, job, retpid, ret_val, rusage):
         super().handle_work_horse_killed(job, retpid, ret_val, rusage)
         error = AbandonedJobError(f"the worker process died (wait status {ret_val})")
@@ -20,3 +31,11 @@ class Worker(RQWorker):
             execute_failure_callback(job, self.death_penalty_class, AbandonedJobError, error, None)
         except Exception:
             self.log.exception("failure callback for job %s raised", job.id)
+
+
+class Worker(_FailsJobsOfDeadHorses, RQWorker):
+    pass
+
+
+class SpawnWorker(_FailsJobsOfDeadHorses, RQSpawnWorker):
+    pass

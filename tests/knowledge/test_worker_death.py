@@ -67,3 +67,28 @@ def test_killed_work_horse_leaves_document_failed_and_old_chunks_serving(
     assert "interrupted" in failed.error and "Re-index" in failed.error
     assert failed.version == 1
     assert set(failed.chunks.values_list("id", flat=True)) == old_chunks
+
+
+@pytest.mark.django_db(transaction=True)
+def test_spawning_worker_sets_up_django_in_a_fresh_process(collection, ingest_queue, settings):
+    """The `train` queue's worker class: jobs run in a new interpreter, not a fork."""
+    settings.MEDIA_ROOT = settings.DATA_DIR / "media"
+    registration = services.register_file(collection, "oncall.md", ONCALL_MD.encode())
+    services.enqueue_index(registration.document)
+    env = dict(os.environ, DATABASE_URL=_test_database_url(), REDIS_URL=settings.REDIS_URL)
+    subprocess.run(
+        [
+            sys.executable,
+            str(settings.BASE_DIR / "manage.py"),
+            "rqworker",
+            "ingest",
+            "--burst",
+            "--worker-class",
+            "console.workers.SpawnWorker",
+        ],
+        env=env,
+        check=True,
+        timeout=120,
+        capture_output=True,
+    )
+    assert Document.objects.get(pk=registration.document.pk).status == Document.Status.INDEXED

@@ -22,7 +22,8 @@ def process_table(address: str) -> dict[str, str]:
     processes = {
         "web": f"{manage} runserver {address} --noreload",
         "ingest": f"{manage} rqworker ingest",
-        "train": f"{manage} rqworker train",
+        # A fresh interpreter per training job: CUDA must never be initialised before a fork.
+        "train": f"{manage} rqworker train --worker-class console.workers.SpawnWorker",
     }
     commands = get_commands()
     if settings.SLACK_BOT_TOKEN and settings.SLACK_APP_TOKEN and "runslackbot" in commands:
