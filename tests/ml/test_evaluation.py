@@ -1,0 +1,161 @@
+import math
+
+import numpy as np
+import pytest
+
+from ml.evaluation import (
+    Scores,
+    gate,
+    groundedness,
+    rouge_l,
+    score_answers,
+    semantic_similarity,
+    sentences,
+    split_holdout,
+)
+
+# A deterministic bag-of-words embedding: one dimension per word, synonyms share a dimension.
+VOCABULARY = (
+    "the office opens at nine on weekdays parking is free for staff work daily a b c d "
+    "refunds are paid within days of approval"
+).split()
+SYNONYMS = {"begins": "opens", "9": "nine"}
+
+
+def bag_of_words(texts: list[str]) -> np.ndarray:
+    vectors = np.zeros((len(texts), len(VOCABULARY)))
+    for row, text in enumerate(texts):
+        for word in text.lower().replace(".", " ").split():
+            word = SYNONYMS.get(word, word)
+            if word in VOCABULARY:
+                vectors[row, VOCABULARY.index(word)] += 1
+    return vectors
+
+
+OFFICE = ["The office opens at nine on weekdays."]
+
+
+def test_rouge_l_is_the_lcs_f_measure_on_lowercase_words():
+    assert rouge_l("the cat sat on the mat", "the cat lay on the mat") == pytest.approx(5 / 6)
+    # LCS "a c": precision 2/4, recall 2/2 -> F = 2 * 0.5 * 1 / 1.5
+    assert rouge_l("a b c d", "a c") == pytest.approx(2 / 3)
+    assert rouge_l("The CAT, sat!", "the cat sat") == 1.0
+    assert rouge_l("x y z", "a b c") == 0.0
+
+
+def test_rouge_l_of_an_empty_text_is_zero():
+    assert rouge_l("", "the reference") == 0.0
+    assert rouge_l("an answer", "  ") == 0.0
+
+
+def test_semantic_similarity_is_the_cosine_of_each_pair():
+    similarity = semantic_similarity(bag_of_words, ["a b", "a", "a"], ["b a", "b", "a b"])
+    assert similarity == pytest.approx([1.0, 0.0, 1 / math.sqrt(2)])
+
+
+def test_semantic_similarity_needs_one_reference_per_candidate():
+    assert semantic_similarity(bag_of_words, [], []) == []
+    with pytest.raises(ValueError, match="2 candidates but 1 references"):
+        semantic_similarity(bag_of_words, ["a", "b"], ["a"])
+
+
+def test_sentences_drop_citations_and_wordless_pieces():
+    assert sentences("The office opens at nine [1]. Parking is free [1, 2]!\n\n[3]") == [
+        "The office opens at nine.",
+        "Parking is free!",
+    ]
+
+
+def test_groundedness_counts_sentences_whose_words_are_in_the_context():
+    # Sentence 1: office, opens, nine all in the context. Sentence 2: no word in common.
+    answer = "The office opens at nine [1]. Parking is free for staff."
+    assert groundedness(answer, OFFICE, bag_of_words) == 0.5
+
+
+def test_groundedness_accepts_a_paraphrase_by_embedding_similarity():
+    # Content words work, begins, 9, daily: none literally in the context. The embedding maps
+    # begins->opens and 9->nine, so the cosine is 3 / sqrt(5 * 7) = 0.507 against the context.
+    answer = "Work begins at 9 daily."
+    assert groundedness(answer, OFFICE, bag_of_words, threshold=0.5) == 1.0
+    assert groundedness(answer, OFFICE, bag_of_words, threshold=0.6) == 0.0
+
+
+def test_groundedness_of_an_empty_answer_or_without_context_is_zero():
+    assert groundedness("", OFFICE, bag_of_words) == 0.0
+    assert groundedness("[1]", OFFICE, bag_of_words) == 0.0
+    assert groundedness("The office opens at nine.", [], bag_of_words) == 0.0
+
+
+def test_score_answers_averages_each_metric():
+    scores = score_answers(
+        ["the office opens at nine", "parking is free"],
+        ["the office opens at nine", "refunds are paid within days"],
+        [OFFICE, OFFICE],
+        bag_of_words,
+    )
+    assert scores.similarity == pytest.approx(0.5)
+    assert scores.rouge_l == pytest.approx(0.5)
+    assert scores.groundedness == pytest.approx(0.5)
+    assert scores.length == 4.0
+
+
+def test_score_answers_refuses_an_empty_or_ragged_set():
+    with pytest.raises(ValueError, match="No answers"):
+        score_answers([], [], [], bag_of_words)
+    with pytest.raises(ValueError, match="1 answers, 2 references"):
+        score_answers(["a"], ["a", "b"], [[]], bag_of_words)
+
+
+def test_split_holdout_holds_out_a_fifth_deterministically_whatever_the_order():
+    ids = list(range(1, 101))
+    train, heldout = split_holdout(ids)
+    assert len(heldout) == 20
+    assert sorted(train + heldout) == ids and not set(train) & set(heldout)
+    assert split_holdout(list(reversed(ids))) == (train, heldout)
+    assert split_holdout(ids, seed=7)[1] != heldout
+
+
+def test_split_holdout_keeps_a_minimum_while_half_remains_for_training():
+    assert len(split_holdout(range(10))[1]) == 5
+    assert len(split_holdout(range(20))[1]) == 5
+    assert len(split_holdout(range(6))[1]) == 3
+    assert split_holdout([1]) == ([1], [])
+
+
+def test_split_holdout_always_holds_out_forced_ids():
+    train, heldout = split_holdout(range(100), forced=[3, 50, 999])
+    assert {3, 50} <= set(heldout) and 999 not in heldout
+    assert len(heldout) == 20
+    train, heldout = split_holdout(range(10), forced=range(7))
+    assert heldout == list(range(7)) and train == [7, 8, 9]
+
+
+def scores(similarity: float, groundedness: float) -> Scores:
+    return Scores(similarity=similarity, rouge_l=0.3, groundedness=groundedness, length=20.0)
+
+
+def test_gate_promotes_a_candidate_within_the_margin_of_the_live_adapter():
+    decision = gate(scores(0.64, 0.80), live=scores(0.65, 0.78), base=scores(0.90, 0.90))
+    assert decision.promote
+    assert decision.reasons == [
+        "similarity 0.640 vs 0.650 for the live adapter: worse by 0.010, within the margin 0.020",
+        "groundedness 0.800 vs 0.780 for the live adapter: better by 0.020",
+    ]
+
+
+def test_gate_refuses_a_candidate_worse_than_the_live_adapter_by_more_than_the_margin():
+    decision = gate(scores(0.70, 0.60), live=scores(0.65, 0.70), base=scores(0.5, 0.5))
+    assert not decision.promote
+    assert decision.reasons[1] == (
+        "groundedness 0.600 vs 0.700 for the live adapter: worse by 0.100, more than the margin 0.020"
+    )
+
+
+def test_gate_compares_with_the_base_model_when_no_adapter_is_live():
+    assert gate(scores(0.48, 0.5), live=None, base=scores(0.5, 0.5)).promote
+    decision = gate(scores(0.40, 0.5), live=None, base=scores(0.5, 0.5), margin=0.05)
+    assert not decision.promote
+    assert decision.reasons[0] == (
+        "similarity 0.400 vs 0.500 for the base model: worse by 0.100, more than the margin 0.050"
+    )
+    assert decision.reasons[1] == "groundedness 0.500 vs 0.500 for the base model: equal"
