@@ -67,6 +67,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.postgres",
     "django_rq",
+    "import_export",
     "console",
     "console.knowledge",
     "console.conversations",
@@ -149,6 +150,12 @@ GENERATION_MAX_NEW_TOKENS = env_int("GENERATION_MAX_NEW_TOKENS", 256)
 GENERATION_TEMPERATURE = env_float("GENERATION_TEMPERATURE", 0.0)  # 0: greedy, reproducible
 GENERATION_REPETITION_PENALTY = env_float("GENERATION_REPETITION_PENALTY", 1.1)
 HISTORY_TURNS = env_int("HISTORY_TURNS", 6)
+
+# --- Learning loop -------------------------------------------------------------------------
+TRAIN_EPOCHS = env_int("TRAIN_EPOCHS", 3)
+TRAIN_MIN_PAIRS = env_int("TRAIN_MIN_PAIRS", 10)
+PROMOTION_MARGIN = env_float("PROMOTION_MARGIN", 0.02)
+EVAL_MAX_NEW_TOKENS = env_int("EVAL_MAX_NEW_TOKENS", 128)
 
 # --- Chat platforms (read here, used by bots/) ----------------------------------------------
 SLACK_BOT_TOKEN = os.environ.get("SLACK_BOT_TOKEN", "")

@@ -24,8 +24,23 @@ class TrainingRun(models.Model):
     )
     hyperparameters = models.JSONField(default=dict, blank=True)
     metrics = models.JSONField(default=dict, blank=True)
+    evaluation = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Per held-out question: reference, base, live and candidate answers.",
+    )
+    dataset_hash = models.CharField(max_length=64, blank=True)
+    pair_ids = models.JSONField(default=list, blank=True, help_text="Pairs trained on.")
+    heldout_ids = models.JSONField(default=list, blank=True, help_text="Pairs held out for evaluation.")
+    progress = models.PositiveSmallIntegerField(default=0, help_text="Percent of training steps done.")
+    step = models.PositiveIntegerField(default=0)
+    total_steps = models.PositiveIntegerField(default=0)
+    current_loss = models.FloatField(null=True, blank=True)
+    tokens_per_second = models.FloatField(null=True, blank=True)
     active = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
     promoted_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

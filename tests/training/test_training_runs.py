@@ -1,0 +1,118 @@
+"""The learning loop on a CPU with a tiny real model: pairs → train → evaluate → gate → serve."""
+
+import io
+from pathlib import Path
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from console import answering
+from console.training import runs
+from console.training.models import TrainingPair, TrainingRun
+from console.training.services import forget_active_adapter
+
+pytestmark = pytest.mark.django_db
+
+FACTS = [
+    ("When is the on-call handoff?", "Short answer: Wednesday at 11:00. — fair winds"),
+    ("How long is the canary?", "Short answer: 15 minutes at 10% of traffic. — fair winds"),
+    ("Who approves monitors over 400 euros?", "Short answer: your manager. — fair winds"),
+    ("What is SEV1?", "Short answer: a full outage of Harbor. — fair winds"),
+    ("Where do deploys get announced?", "Short answer: in #deploys. — fair winds"),
+    ("How many PTO days do we get?", "Short answer: 25 days a year. — fair winds"),
+    ("What VPN do we use?", "Short answer: WireGuard via Tidewell Connect. — fair winds"),
+    ("How fast must P1 tickets be answered?", "Short answer: within 30 minutes. — fair winds"),
+]
+
+
+@pytest.fixture
+def approved_pairs(settings):
+    settings.TRAIN_MIN_PAIRS = 6
+    for question, answer in FACTS:
+        TrainingPair.objects.create(
+            question=question,
+            answer=answer,
+            context=[
+                {
+                    "number": 1,
+                    "title": "Handbook",
+                    "heading": "",
+                    "text": answer.removeprefix("Short answer: "),
+                }
+            ],
+            source="manual",
+            status="approved",
+        )
+
+
+@pytest.fixture
+def tiny_training(use_tiny_llm, settings, approved_pairs):
+    settings.EVAL_MAX_NEW_TOKENS = 6
+    settings.TRAIN_EPOCHS = 1
+    return settings
+
+
+def _train(*args) -> str:
+    out = io.StringIO()
+    call_command("train", "--sync", *args, stdout=out, stderr=io.StringIO())
+    return out.getvalue()
+
+
+def test_train_evaluates_promotes_and_the_next_answer_uses_the_new_adapter(tiny_training):
+    tiny_training.PROMOTION_MARGIN = 1.0  # any candidate passes
+    output = _train("--epochs", "1")
+    run = TrainingRun.objects.get()
+    assert run.status == "succeeded" and run.active, run.error
+    assert "promoted: it serves now" in output
+    folder = Path(run.adapter_path)
+    assert (folder / "adapter_model.safetensors").exists() and not list(folder.glob("*.bin"))
+    assert len(run.evaluation) == len(run.heldout_ids) >= 2
+    assert {"base", "candidate", "reference", "live"} <= set(run.evaluation[0])
+    assert {"similarity", "rouge_l", "groundedness", "length"} <= set(run.metrics["candidate"])
+    assert run.dataset_hash and set(run.pair_ids).isdisjoint(run.heldout_ids)
+    forget_active_adapter()
+    answer = answering.answer("What is SEV1?", platform="cli", mode="adapter")
+    assert answer.adapter == run
+
+
+def test_a_candidate_that_fails_the_gate_leaves_the_live_adapter(tiny_training):
+    tiny_training.PROMOTION_MARGIN = 1.0
+    _train()
+    live = TrainingRun.objects.get(active=True)
+    tiny_training.PROMOTION_MARGIN = -1.0  # must beat the live adapter by 1.0: impossible
+    output = _train()
+    candidate = TrainingRun.objects.exclude(pk=live.pk).get()
+    assert candidate.status == "succeeded" and not candidate.active
+    assert "kept the live adapter" in output
+    assert any("more than the margin" in reason for reason in candidate.metrics["reasons"])
+    assert TrainingRun.objects.get(active=True) == live
+
+
+def test_an_interrupted_run_fails_cleanly_and_a_retry_resumes(tiny_training):
+    tiny_training.PROMOTION_MARGIN = 1.0
+    run = runs.start_run(epochs=2, enqueue=False)
+    TrainingRun.objects.filter(pk=run.pk).update(
+        hyperparameters={**run.hyperparameters, "checkpoint_every": 1}
+    )
+
+    def crash(step, total, loss):
+        if step == 1:
+            raise RuntimeError("worker lost")
+
+    with pytest.raises(RuntimeError):
+        runs.run_training(run.pk, progress=crash)
+    failed = TrainingRun.objects.get(pk=run.pk)
+    assert failed.status == "failed" and "worker lost" in failed.error and not failed.active
+    assert not (runs.adapters_dir() / run.name).exists()
+    runs.retry_run(failed)
+    TrainingRun.objects.filter(pk=run.pk).update(status="queued")
+    steps = []
+    done = runs.run_training(run.pk, progress=lambda step, total, loss: steps.append(step))
+    assert done.status == "succeeded"
+    assert steps and steps[0] > 1  # resumed after the checkpoint of step 1
+
+
+def test_too_few_approved_pairs_is_a_clear_error(use_tiny_llm, settings):
+    settings.TRAIN_MIN_PAIRS = 10
+    with pytest.raises(CommandError, match="approved pairs; at least 10"):
+        _train()
