@@ -4,33 +4,14 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from urllib.parse import urlsplit, urlunsplit
 
 import psutil
 import pytest
-from django.db import connection
 
 from console.knowledge import services
 from console.knowledge.models import Document
 from tests.knowledge.conftest import ONCALL_MD
-
-
-def _test_database_url() -> str:
-    """settings.DATABASE_URL pointed at the test database this session created."""
-    from django.conf import settings
-
-    url = urlsplit(settings.DATABASE_URL)
-    return urlunsplit(url._replace(path="/" + connection.settings_dict["NAME"]))
-
-
-def _wait(condition, timeout=60.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.1)
-    return False
+from tests.subprocesses import database_url_for_tests, wait_until
 
 
 @pytest.mark.django_db(transaction=True)
@@ -45,7 +26,7 @@ def test_killed_work_horse_leaves_document_failed_and_old_chunks_serving(
     )
     services.enqueue_index(registration.document)  # autocommit: enqueued at once
 
-    env = dict(os.environ, DATABASE_URL=_test_database_url(), REDIS_URL=settings.REDIS_URL)
+    env = dict(os.environ, DATABASE_URL=database_url_for_tests(), REDIS_URL=settings.REDIS_URL)
     worker = subprocess.Popen(
         [sys.executable, str(settings.BASE_DIR / "manage.py"), "rqworker", "ingest"],
         env=env,
@@ -53,12 +34,12 @@ def test_killed_work_horse_leaves_document_failed_and_old_chunks_serving(
         stderr=subprocess.DEVNULL,
     )
     try:
-        assert _wait(lambda: Document.objects.get(pk=document.pk).status == Document.Status.INDEXING)
+        assert wait_until(lambda: Document.objects.get(pk=document.pk).status == Document.Status.INDEXING)
         horses = psutil.Process(worker.pid).children()
         assert horses, "the worker forked no work-horse"
         for horse in horses:
             horse.send_signal(signal.SIGKILL)
-        assert _wait(lambda: Document.objects.get(pk=document.pk).status == Document.Status.FAILED)
+        assert wait_until(lambda: Document.objects.get(pk=document.pk).status == Document.Status.FAILED)
     finally:
         worker.terminate()
         worker.wait(timeout=30)
@@ -75,7 +56,7 @@ def test_spawning_worker_sets_up_django_in_a_fresh_process(collection, ingest_qu
     settings.MEDIA_ROOT = settings.DATA_DIR / "media"
     registration = services.register_file(collection, "oncall.md", ONCALL_MD.encode())
     services.enqueue_index(registration.document)
-    env = dict(os.environ, DATABASE_URL=_test_database_url(), REDIS_URL=settings.REDIS_URL)
+    env = dict(os.environ, DATABASE_URL=database_url_for_tests(), REDIS_URL=settings.REDIS_URL)
     subprocess.run(
         [
             sys.executable,

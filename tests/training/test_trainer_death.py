@@ -4,7 +4,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import django_rq
 import psutil
@@ -12,16 +11,7 @@ import pytest
 
 from console.training import runs
 from console.training.models import TrainingPair, TrainingRun
-from tests.knowledge.test_worker_death import _test_database_url
-
-
-def _wait(condition, timeout=90.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.1)
-    return False
+from tests.subprocesses import database_url_for_tests, wait_until
 
 
 @pytest.mark.django_db(transaction=True)
@@ -41,7 +31,7 @@ def test_killed_training_horse_fails_the_run_and_leaves_the_live_adapter(
     run = runs.start_run(epochs=500)  # long enough to be killed mid-way; autocommit: queued at once
     env = dict(
         os.environ,
-        DATABASE_URL=_test_database_url(),
+        DATABASE_URL=database_url_for_tests(),
         REDIS_URL=settings.REDIS_URL,
         BASE_MODEL=str(use_tiny_llm),
     )
@@ -59,10 +49,10 @@ def test_killed_training_horse_fails_the_run_and_leaves_the_live_adapter(
         stderr=subprocess.DEVNULL,
     )
     try:
-        assert _wait(lambda: TrainingRun.objects.get(pk=run.pk).step >= 2), "training never started"
+        assert wait_until(lambda: TrainingRun.objects.get(pk=run.pk).step >= 2), "training never started"
         for horse in psutil.Process(worker.pid).children():
             horse.send_signal(signal.SIGKILL)
-        assert _wait(lambda: TrainingRun.objects.get(pk=run.pk).status == "failed")
+        assert wait_until(lambda: TrainingRun.objects.get(pk=run.pk).status == "failed")
     finally:
         worker.terminate()
         worker.wait(timeout=30)
