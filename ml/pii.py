@@ -57,6 +57,14 @@ def _luhn_ok(digits: str) -> bool:
     return total % 10 == 0
 
 
+_DATE_OR_TIME = re.compile(r"\d{4}[-./]\d{1,2}[-./]\d{1,2}|\d{1,2}[-./]\d{1,2}[-./]\d{4}|\d{1,2}[.:]\d{2}")
+
+
+def _phone_like(match: str) -> bool:
+    """7 to 15 digits, and not a date (2024-06-01, 01.06.2024) or a time."""
+    return 7 <= len(re.sub(r"\D", "", match)) <= 15 and not _DATE_OR_TIME.fullmatch(match.strip())
+
+
 def scrub(text: str) -> Scrubbed:
     """Text with secrets, e-mails, user mentions, card numbers and phone numbers replaced."""
     found: Counter = Counter()
@@ -76,5 +84,5 @@ def scrub(text: str) -> Scrubbed:
     for pattern in _MENTIONS:
         text = sub(pattern, "[USER]", "mention", text)
     text = sub(_CARD, "[CARD]", "card", text, check=lambda m: _luhn_ok(re.sub(r"\D", "", m)))
-    text = sub(_PHONE, "[PHONE]", "phone", text, check=lambda m: 7 <= len(re.sub(r"\D", "", m)) <= 15)
+    text = sub(_PHONE, "[PHONE]", "phone", text, check=_phone_like)
     return Scrubbed(text, found)

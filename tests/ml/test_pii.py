@@ -33,6 +33,7 @@ def test_seeded_pii_is_replaced(text, secret, placeholder):
         "Rate limit: 600 requests per minute, burst 1200.",
         "Order 1234 5678 9012 3456 is not a card (fails Luhn).",
         "Error TC-409 means the VPN profile expired.",
+        "The freeze runs from 2024-06-01 to 01.07.2024.",
     ],
 )
 def test_ordinary_text_is_left_alone(text):
