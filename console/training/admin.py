@@ -1,11 +1,21 @@
-"""Adapters in the admin: which one serves, promote and roll back."""
+"""Training in the admin: curate pairs (filters, bulk actions, import/export, dataset size); adapters."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from django import forms
 from django.contrib import admin, messages
+from django.db.models import Count, Q
+from django.utils import timezone
+from django.utils.html import format_html_join
+from import_export.admin import ImportExportModelAdmin
+from import_export.forms import ConfirmImportForm, ImportForm
 
 from console.training import services
-from console.training.models import TrainingRun
+from console.training.models import TrainingPair, TrainingRun
+from console.training.resources import FORMATS, JSONLines, PairExportResource, PairImportResource
+from ml.pii import scrub
 
 
 @admin.register(TrainingRun)
@@ -27,3 +37,240 @@ class TrainingRunAdmin(admin.ModelAdmin):
             return
         services.promote(run)
         self.message_user(request, f"{run} now answers; every process switches within seconds.")
+
+
+class VotesFilter(admin.SimpleListFilter):
+    title = "votes"
+    parameter_name = "votes"
+
+    def lookups(self, request, model_admin):
+        return [("0", "0"), ("1", "1"), ("2+", "2 or more")]
+
+    def queryset(self, request, queryset):
+        match self.value():
+            case "0":
+                return queryset.filter(votes=0)
+            case "1":
+                return queryset.filter(votes=1)
+            case "2+":
+                return queryset.filter(votes__gte=2)
+        return queryset
+
+
+class PairImportForm(ImportForm):
+    approve = forms.BooleanField(
+        required=False, help_text="Approve the imported pairs (otherwise they wait as candidates)."
+    )
+
+
+class PairConfirmImportForm(ConfirmImportForm):
+    approve = forms.BooleanField(required=False, widget=forms.HiddenInput)
+
+
+WORDS_TO_TOKENS = 1.3  # English prose in a BPE tokenizer: about 1.3 tokens per word
+
+
+@dataclass(frozen=True)
+class DatasetSize:
+    pairs: int  # approved, not stale, not evaluation-only: what the next run trains on
+    tokens: int  # estimated from words; see WORDS_TO_TOKENS
+    by_status: list[tuple[str, int]]
+    stale: int
+    eval_only: int
+
+
+def _words(text: str) -> int:
+    return len(text.split())
+
+
+def dataset_size() -> DatasetSize:
+    """Size of the next training set, estimated cheaply (no tokenizer): question, context and answer."""
+    trainable = TrainingPair.objects.filter(
+        status=TrainingPair.Status.APPROVED, stale=False, eval_only=False
+    ).values_list("question", "answer", "context")
+    pairs = words = 0
+    for question, answer, context in trainable.iterator(chunk_size=1000):
+        pairs += 1
+        chunks = context if isinstance(context, list) else []
+        words += _words(question) + _words(answer)
+        words += sum(_words(str(chunk.get("text", ""))) for chunk in chunks if isinstance(chunk, dict))
+    counts = dict(TrainingPair.objects.order_by().values_list("status").annotate(n=Count("id")))
+    flags = TrainingPair.objects.aggregate(
+        stale=Count("id", filter=Q(stale=True)), eval_only=Count("id", filter=Q(eval_only=True))
+    )
+    return DatasetSize(
+        pairs=pairs,
+        tokens=round(words * WORDS_TO_TOKENS),
+        by_status=[(label, counts.get(value, 0)) for value, label in TrainingPair.Status.choices],
+        stale=flags["stale"],
+        eval_only=flags["eval_only"],
+    )
+
+
+def _excerpt(text: str, limit: int) -> str:
+    text = " ".join(text.split())
+    return text[:limit] + ("…" if len(text) > limit else "")
+
+
+@admin.register(TrainingPair)
+class TrainingPairAdmin(ImportExportModelAdmin):
+    list_display = [
+        "question_excerpt",
+        "answer_excerpt",
+        "source",
+        "status",
+        "votes",
+        "stale",
+        "pii_scrubbed",
+        "eval_only",
+        "created_at",
+    ]
+    list_display_links = ["question_excerpt"]
+    list_editable = ["status"]
+    list_filter = ["status", "source", VotesFilter, "stale", "eval_only"]
+    search_fields = ["question", "answer"]
+    actions = ["approve", "reject", "mark_eval_only", "clear_eval_only", "clear_stale"]
+    fields = [
+        "question",
+        "answer",
+        "status",
+        "eval_only",
+        "reason",
+        "context_view",
+        "source",
+        "votes",
+        "stale",
+        "pii_scrubbed",
+        "origin",
+        "created_at",
+        "updated_at",
+    ]
+    readonly_fields = [
+        "context_view",
+        "source",
+        "votes",
+        "stale",
+        "pii_scrubbed",
+        "origin",
+        "created_at",
+        "updated_at",
+    ]
+    change_list_template = "admin/training/trainingpair/change_list.html"
+    import_template_name = "admin/training/trainingpair/import.html"
+    formats = FORMATS
+    import_form_class = PairImportForm
+    confirm_form_class = PairConfirmImportForm
+
+    def get_import_resource_classes(self, request):
+        return [PairImportResource]
+
+    def get_export_resource_classes(self, request):
+        return [PairExportResource]
+
+    def get_import_resource_kwargs(self, request, **kwargs):
+        form = kwargs.get("form")
+        return {"approve": bool(getattr(form, "cleaned_data", {}).get("approve"))}
+
+    def get_confirm_form_initial(self, request, import_form):
+        initial = super().get_confirm_form_initial(request, import_form)
+        if import_form is not None:
+            initial["approve"] = import_form.cleaned_data.get("approve", False)
+        return initial
+
+    def get_export_data(self, file_format, request, queryset, **kwargs):
+        kwargs["structured"] = isinstance(file_format, JSONLines)
+        return super().get_export_data(file_format, request, queryset, **kwargs)
+
+    def get_export_resource_kwargs(self, request, **kwargs):
+        return {"structured": kwargs.get("structured", False)}
+
+    def add_success_message(self, result, request):
+        report = result.pair_report
+        messages.success(
+            request,
+            f"Imported {report.imported} pair(s), skipped {report.duplicates} duplicate(s), "
+            f"rejected {len(report.rejected)}.",
+        )
+        if report.rejected:
+            shown = "; ".join(f"record {number}: {reason}" for number, reason in report.rejected[:20])
+            more = f" (and {len(report.rejected) - 20} more)" if len(report.rejected) > 20 else ""
+            messages.warning(request, f"Rejected rows — {shown}{more}. Fix them and import the file again.")
+
+    def changelist_view(self, request, extra_context=None):
+        extra_context = {
+            **(extra_context or {}),
+            "dataset": dataset_size(),
+            "words_to_tokens": WORDS_TO_TOKENS,
+        }
+        return super().changelist_view(request, extra_context)
+
+    def save_model(self, request, obj, form, change):
+        """Edited text is scrubbed like every stored pair; approving a pair clears its stale flag."""
+        scrubbed = [
+            name
+            for name in ("question", "answer", "reason")
+            if name in form.changed_data and self._scrub(obj, name)
+        ]
+        if scrubbed:
+            obj.pii_scrubbed = True
+            messages.warning(
+                request, f"Personal data or secrets were replaced in the {' and '.join(scrubbed)}."
+            )
+        if "status" in form.changed_data and obj.status == TrainingPair.Status.APPROVED:
+            obj.stale = False
+        if not change:
+            obj.source = TrainingPair.Source.MANUAL
+        super().save_model(request, obj, form, change)
+
+    @staticmethod
+    def _scrub(obj: TrainingPair, name: str) -> bool:
+        result = scrub(getattr(obj, name))
+        setattr(obj, name, result.text)
+        return result.changed
+
+    @admin.action(description="Approve selected pairs (re-approving clears stale)")
+    def approve(self, request, queryset):
+        count = queryset.update(status=TrainingPair.Status.APPROVED, stale=False, updated_at=timezone.now())
+        self.message_user(request, f"Approved {count} pair(s); they join the next training run.")
+
+    @admin.action(description="Reject selected pairs")
+    def reject(self, request, queryset):
+        count = queryset.update(status=TrainingPair.Status.REJECTED, updated_at=timezone.now())
+        self.message_user(request, f"Rejected {count} pair(s).")
+
+    @admin.action(description="Hold out for evaluation only")
+    def mark_eval_only(self, request, queryset):
+        count = queryset.update(eval_only=True, updated_at=timezone.now())
+        self.message_user(request, f"{count} pair(s) now only evaluate adapters and are never trained on.")
+
+    @admin.action(description="Use for training again (not evaluation-only)")
+    def clear_eval_only(self, request, queryset):
+        count = queryset.update(eval_only=False, updated_at=timezone.now())
+        self.message_user(request, f"{count} pair(s) may be trained on again.")
+
+    @admin.action(description="Clear stale flag (context still right)")
+    def clear_stale(self, request, queryset):
+        count = queryset.update(stale=False, updated_at=timezone.now())
+        self.message_user(request, f"Cleared the stale flag on {count} pair(s).")
+
+    @admin.display(description="Question", ordering="question")
+    def question_excerpt(self, obj: TrainingPair) -> str:
+        return _excerpt(obj.question, 90)
+
+    @admin.display(description="Answer")
+    def answer_excerpt(self, obj: TrainingPair) -> str:
+        return _excerpt(obj.answer, 140)
+
+    @admin.display(description="Context the model saw")
+    def context_view(self, obj: TrainingPair):
+        chunks = [c for c in (obj.context or []) if isinstance(c, dict)]
+        if not chunks:
+            return "—"
+        return format_html_join(
+            "",
+            '<div style="margin-bottom:1em"><b>[{}] {} {}</b><div style="white-space:pre-wrap">{}</div></div>',
+            (
+                (c.get("number", ""), c.get("title", ""), c.get("heading", ""), c.get("text", ""))
+                for c in chunks
+            ),
+        )
