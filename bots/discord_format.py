@@ -1,0 +1,65 @@
+"""Discord rendering: an answer and its sources as Discord markdown, in messages of at most 2000 characters.
+
+Plain functions over plain data (an Answer's text and its `sources` list), so they are easy to test.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+MESSAGE_LIMIT = 2000  # Discord rejects longer message content
+VOTE_EMOJI = {"👍": 1, "👎": -1}
+_EMOJI_MODIFIERS = re.compile("[\U0001f3fb-\U0001f3ff\ufe0f]")  # skin tones, emoji presentation
+_MENTION = re.compile(r"<@!?(\d+)>")
+
+
+def vote_value(emoji: str) -> int | None:
+    """+1 for a 👍, -1 for a 👎 (any skin tone), None for any other reaction."""
+    return VOTE_EMOJI.get(_EMOJI_MODIFIERS.sub("", emoji))
+
+
+def strip_mention(content: str, user_id: int) -> str:
+    """The message without mentions of `user_id` (`<@id>` or the older `<@!id>`)."""
+    without = _MENTION.sub(lambda m: "" if int(m.group(1)) == user_id else m.group(0), content)
+    return " ".join(without.split())
+
+
+def source_link(source: dict) -> str:
+    """`[title](url)` for a document that came from a URL, else its title."""
+    title = (source.get("document") or source.get("source") or "document").replace("[", "(").replace("]", ")")
+    url = source.get("source") or ""
+    if url.startswith(("http://", "https://")):
+        return f"[{title}]({url})"
+    return title
+
+
+def render_answer(text: str, sources: Iterable[dict]) -> str:
+    links = [source_link(s) for s in sources]
+    if not links:
+        return text
+    return f"{text}\n\n**Sources:** {' · '.join(links)}"
+
+
+def split_message(text: str, limit: int = MESSAGE_LIMIT) -> list[str]:
+    """Pieces of at most `limit` characters, cut at a paragraph, line or word break where possible."""
+    pieces: list[str] = []
+    rest = text.strip()
+    while len(rest) > limit:
+        window = rest[: limit + 1]
+        for separator in ("\n\n", "\n", " "):
+            cut = window.rfind(separator)
+            if cut >= limit // 2:
+                break
+        else:  # no break in the second half: cut hard rather than send tiny pieces
+            cut = limit
+        pieces.append(rest[:cut].rstrip())
+        rest = rest[cut:].lstrip()
+    if rest or not pieces:
+        pieces.append(rest)
+    return pieces
+
+
+def answer_messages(text: str, sources: Iterable[dict]) -> list[str]:
+    """The messages that carry one answer: the text, then its sources, each within Discord's limit."""
+    return split_message(render_answer(text, sources))
