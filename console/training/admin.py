@@ -161,6 +161,12 @@ class TrainingPairAdmin(ImportExportModelAdmin):
     import_form_class = PairImportForm
     confirm_form_class = PairConfirmImportForm
 
+    def has_import_permission(self, request):
+        return self.has_add_permission(request)
+
+    def has_export_permission(self, request):
+        return self.has_view_permission(request)
+
     def get_import_resource_classes(self, request):
         return [PairImportResource]
 

@@ -186,9 +186,9 @@ def test_export_follows_the_list_filters(admin_client, pairs_with_pii):
     assert [json.loads(line)["id"] for line in content.splitlines()] == [pairs_with_pii[0].pk]
 
 
-def _preview(admin_client, name: str, content: str, format_class, approve=False):
+def _preview(admin_client, name: str, content: str | bytes, format_class, approve=False):
     """Upload a file: a dry run whose page previews the rows and offers to confirm."""
-    upload = SimpleUploadedFile(name, content.encode())
+    upload = SimpleUploadedFile(name, content.encode() if isinstance(content, str) else content)
     data = {"import_file": upload, "format": str(FORMATS.index(format_class)), "resource": "0"}
     if approve:
         data["approve"] = "on"
@@ -207,7 +207,7 @@ def _confirm(admin_client, preview):
     )
 
 
-def _import(admin_client, name: str, content: str, format_class, approve=False):
+def _import(admin_client, name: str, content: str | bytes, format_class, approve=False):
     preview = _preview(admin_client, name, content, format_class, approve)
     return preview, _confirm(admin_client, preview)
 
@@ -265,6 +265,20 @@ def test_exported_csv_imports_back_as_duplicates(admin_client, pairs_with_pii):
     exported = _export(admin_client, FORMATS[0]).decode()
     _, final = _import(admin_client, "export.csv", exported, FORMATS[0])
     assert "Imported 0 pair(s), skipped 1 duplicate(s), rejected 0." in final.content.decode()
+
+
+def test_an_xlsx_export_imports_back_with_its_context(admin_client, pairs_with_pii):
+    exported = _export(admin_client, FORMATS[2])
+    TrainingPair.objects.all().delete()
+    _, final = _import(admin_client, "export.xlsx", exported, FORMATS[2])
+    assert "Imported 2 pair(s), skipped 0 duplicate(s), rejected 0." in final.content.decode()
+    mailed = TrainingPair.objects.get(answer="Mail [EMAIL].")
+    assert mailed.context[0] == {
+        "number": 1,
+        "title": "Handbook",
+        "heading": "Access",
+        "text": "Write to [EMAIL].",
+    }
 
 
 def test_dataset_size_counts_trainable_pairs_and_estimated_tokens(admin_client):
