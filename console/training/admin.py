@@ -12,31 +12,9 @@ from django.utils.html import format_html_join
 from import_export.admin import ImportExportModelAdmin
 from import_export.forms import ConfirmImportForm, ImportForm
 
-from console.training import services
-from console.training.models import TrainingPair, TrainingRun
+from console.training.models import TrainingPair
 from console.training.resources import FORMATS, JSONLines, PairExportResource, PairImportResource
 from ml.pii import scrub
-
-
-@admin.register(TrainingRun)
-class TrainingRunAdmin(admin.ModelAdmin):
-    list_display = ["name", "status", "active", "base_model", "created_at", "promoted_at"]
-    list_filter = ["status", "active"]
-    search_fields = ["name"]
-    readonly_fields = ["active", "promoted_at", "created_at", "metrics", "hyperparameters", "error"]
-    actions = ["make_live"]
-
-    @admin.action(description="Serve this adapter (promote, or roll back to it)")
-    def make_live(self, request, queryset):
-        if queryset.count() != 1:
-            self.message_user(request, "Select exactly one run to serve.", messages.ERROR)
-            return
-        run = queryset.get()
-        if run.status != TrainingRun.Status.SUCCEEDED or not run.adapter_path:
-            self.message_user(request, f"{run} has no finished adapter to serve.", messages.ERROR)
-            return
-        services.promote(run)
-        self.message_user(request, f"{run} now answers; every process switches within seconds.")
 
 
 class VotesFilter(admin.SimpleListFilter):
@@ -280,3 +258,6 @@ class TrainingPairAdmin(ImportExportModelAdmin):
                 for c in chunks
             ),
         )
+
+
+from console.training import admin_runs  # noqa: E402,F401  (registers TrainingRunAdmin)

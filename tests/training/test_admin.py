@@ -35,3 +35,50 @@ def test_the_database_allows_only_one_active_adapter():
     TrainingRun.objects.create(name="a", active=True)
     with pytest.raises(IntegrityError):
         TrainingRun.objects.create(name="b", active=True)
+
+
+def test_train_now_queues_a_run_or_says_why_not(admin_client, settings, django_capture_on_commit_callbacks):
+    import django_rq
+
+    from console.training.models import TrainingPair
+
+    settings.TRAIN_MIN_PAIRS = 3
+    url = reverse("admin:training_trainingrun_train")
+    refused = admin_client.post(url, follow=True).content.decode()
+    assert "at least 3 are needed" in refused
+    for i in range(4):
+        TrainingPair.objects.create(question=f"q{i}", answer=f"a{i}", source="manual", status="approved")
+    queue = django_rq.get_queue("train")
+    queue.empty()
+    with django_capture_on_commit_callbacks(execute=True):
+        page = admin_client.post(url, follow=True).content.decode()
+    run = TrainingRun.objects.get()
+    assert f"Queued {run.name}" in page and run.status == "queued"
+    assert queue.count == 1 and queue.jobs[0].args == (run.pk,)
+    queue.empty()
+
+
+def test_evaluation_page_shows_answers_side_by_side(admin_client):
+    run = TrainingRun.objects.create(
+        name="v3",
+        status="succeeded",
+        metrics={
+            "promoted": False,
+            "reasons": ["similarity 0.40 vs 0.50 for the live adapter: worse"],
+            "base": {"similarity": 0.3, "rouge_l": 0.1, "groundedness": 0.5, "length": 20},
+        },
+        evaluation=[
+            {
+                "question": "What is SEV1?",
+                "reference": "A full outage.",
+                "base": "BASE-ANSWER",
+                "live": "LIVE-ANSWER",
+                "candidate": "CANDIDATE-ANSWER",
+            }
+        ],
+    )
+    page = admin_client.get(reverse("admin:training_trainingrun_evaluation", args=[run.pk])).content.decode()
+    assert "refused" in page and "worse" in page
+    assert all(text in page for text in ("BASE-ANSWER", "LIVE-ANSWER", "CANDIDATE-ANSWER", "A full outage."))
+    listing = admin_client.get(reverse("admin:training_trainingrun_changelist")).content.decode()
+    assert "refused: see evaluation" in listing

@@ -1,0 +1,158 @@
+"""Training runs in the admin: progress, metrics, the side-by-side evaluation, train/promote/rollback."""
+
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import path, reverse
+from django.utils.html import format_html
+
+from console.training import runs, services
+from console.training.models import TrainingRun
+
+
+@admin.register(TrainingRun)
+class TrainingRunAdmin(admin.ModelAdmin):
+    list_display = [
+        "name",
+        "status",
+        "progress_bar",
+        "loss",
+        "active",
+        "pairs",
+        "speed",
+        "duration",
+        "gate",
+        "created_at",
+    ]
+    list_filter = ["status", "active"]
+    search_fields = ["name", "dataset_hash"]
+    readonly_fields = [
+        "name",
+        "base_model",
+        "status",
+        "error",
+        "adapter_path",
+        "active",
+        "progress",
+        "step",
+        "total_steps",
+        "current_loss",
+        "tokens_per_second",
+        "dataset_hash",
+        "pair_ids",
+        "heldout_ids",
+        "hyperparameters",
+        "metrics",
+        "evaluation_link",
+        "created_at",
+        "started_at",
+        "finished_at",
+        "promoted_at",
+    ]
+    exclude = ["evaluation"]
+    actions = ["make_live", "retry"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def get_urls(self):
+        extra = [
+            path("train/", self.admin_site.admin_view(self.train_view), name="training_trainingrun_train"),
+            path(
+                "<int:pk>/evaluation/",
+                self.admin_site.admin_view(self.evaluation_view),
+                name="training_trainingrun_evaluation",
+            ),
+        ]
+        return extra + super().get_urls()
+
+    def changelist_view(self, request, extra_context=None):
+        busy = TrainingRun.objects.filter(status__in=["queued", "running", "evaluating"]).exists()
+        return super().changelist_view(request, {**(extra_context or {}), "auto_refresh": busy})
+
+    def train_view(self, request):
+        if request.method != "POST":
+            return redirect("admin:training_trainingrun_changelist")
+        try:
+            run = runs.start_run()
+        except runs.NotEnoughPairs as err:
+            self.message_user(request, str(err), messages.ERROR)
+        else:
+            self.message_user(
+                request, f"Queued {run.name} on {len(run.pair_ids)} pairs ({len(run.heldout_ids)} held out)."
+            )
+        return redirect("admin:training_trainingrun_changelist")
+
+    def evaluation_view(self, request, pk: int):
+        run = get_object_or_404(TrainingRun, pk=pk)
+        context = {
+            **self.admin_site.each_context(request),
+            "run": run,
+            "opts": self.model._meta,
+            "title": f"Evaluation of {run.name}",
+            "rows": run.evaluation,
+            "metrics": run.metrics,
+        }
+        return render(request, "admin/training/trainingrun/evaluation.html", context)
+
+    @admin.action(description="Serve this adapter (promote, or roll back to it)")
+    def make_live(self, request, queryset):
+        if queryset.count() != 1:
+            self.message_user(request, "Select exactly one run to serve.", messages.ERROR)
+            return
+        run = queryset.get()
+        if run.status != TrainingRun.Status.SUCCEEDED or not run.adapter_path:
+            self.message_user(request, f"{run} has no finished adapter to serve.", messages.ERROR)
+            return
+        services.promote(run)
+        self.message_user(request, f"{run} now answers; every process switches within seconds.")
+
+    @admin.action(description="Retry failed runs (resumes from the last checkpoint)")
+    def retry(self, request, queryset):
+        retried = 0
+        for run in queryset.filter(status=TrainingRun.Status.FAILED):
+            runs.retry_run(run)
+            retried += 1
+        self.message_user(request, f"Queued {retried} run(s) again.")
+
+    @admin.display(description="Progress", ordering="progress")
+    def progress_bar(self, run: TrainingRun):
+        return format_html(
+            '<progress max="100" value="{}"></progress> {}% ({}/{})',
+            run.progress,
+            run.progress,
+            run.step,
+            run.total_steps,
+        )
+
+    @admin.display(description="Loss")
+    def loss(self, run: TrainingRun) -> str:
+        return "—" if run.current_loss is None else f"{run.current_loss:.3f}"
+
+    @admin.display(description="Pairs")
+    def pairs(self, run: TrainingRun) -> str:
+        return f"{len(run.pair_ids)} + {len(run.heldout_ids)} held out"
+
+    @admin.display(description="Tokens/s")
+    def speed(self, run: TrainingRun) -> str:
+        return "—" if run.tokens_per_second is None else f"{run.tokens_per_second:.0f}"
+
+    @admin.display(description="Duration")
+    def duration(self, run: TrainingRun) -> str:
+        if not (run.started_at and run.finished_at):
+            return "—"
+        return f"{(run.finished_at - run.started_at).total_seconds():.0f} s"
+
+    @admin.display(description="Gate")
+    def gate(self, run: TrainingRun):
+        if "promoted" not in run.metrics:
+            return run.error[:120] if run.error else "—"
+        url = reverse("admin:training_trainingrun_evaluation", args=[run.pk])
+        verdict = "passed" if run.metrics["promoted"] else "refused"
+        return format_html('<a href="{}">{}: see evaluation</a>', url, verdict)
+
+    @admin.display(description="Evaluation")
+    def evaluation_link(self, run: TrainingRun):
+        url = reverse("admin:training_trainingrun_evaluation", args=[run.pk])
+        return format_html('<a href="{}">Side-by-side answers ({} questions)</a>', url, len(run.evaluation))
