@@ -6,4 +6,5 @@ urlpatterns = [
     path("", RedirectView.as_view(url="/admin/", permanent=False)),
     path("admin/rq/", include("django_rq.urls")),
     path("admin/", admin.site.urls),
+    path("slack/", include("bots.urls")),
 ]

@@ -1,0 +1,248 @@
+"""Slack adapter: bolt listeners that turn mentions, DMs, /ask, buttons and reactions into console calls.
+
+One App factory serves both HTTP mode (bots.views at POST /slack/events) and Socket Mode
+(`manage.py runslackbot`). Listeners acknowledge at once; answers are generated on a small thread
+pool, behind a "Thinking…" placeholder that is then updated in place with the answer.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from functools import cache
+
+from django.conf import settings
+from django.db import connections
+from slack_bolt import App, BoltResponse
+from slack_bolt.listener.listener_completion_handler import ListenerCompletionHandler
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+from slack_sdk.http_retry import RateLimitErrorRetryHandler, default_retry_handlers
+
+from bots import slack_blocks as blocks
+from console import answering
+from console.conversations.events import first_delivery
+from console.conversations.services import record_feedback
+from console.conversations.threads import answer_for_message, attach_message, thread_history
+from console.training.pairs import add_correction
+
+logger = logging.getLogger(__name__)
+
+PLATFORM = "slack"
+ANSWER_THREADS = 4  # generation is serialised per model anyway; more threads only queue
+LISTENER_THREADS = 8
+REACTION_VOTES = {"+1": 1, "thumbsup": 1, "-1": -1, "thumbsdown": -1}
+BUTTON_VOTES = {blocks.VOTE_UP: 1, blocks.VOTE_DOWN: -1}
+_MENTION = re.compile(r"<@[A-Z0-9]+(?:\|[^>]*)?>")
+
+
+@dataclass(frozen=True)
+class Question:
+    text: str
+    channel: str
+    user: str
+    workspace: str = ""
+    thread: str | None = ""  # the thread replied in; "": none (a DM); None: the reply starts one (/ask)
+    asked: str = ""  # a line quoting the question above the answer (/ask)
+
+
+@cache
+def _answer_pool() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=ANSWER_THREADS, thread_name_prefix="slack-answer")
+
+
+@cache
+def _listener_pool() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=LISTENER_THREADS, thread_name_prefix="slack-listener")
+
+
+class _ReleaseDatabase(ListenerCompletionHandler):
+    """Listener threads are bolt's, not Django's: close their connections once a listener is done."""
+
+    def handle(self, request, response) -> None:
+        connections.close_all()
+
+
+def web_client() -> WebClient:
+    """The bot's Web API client: SLACK_API_URL, and a 429 is retried after Slack's Retry-After."""
+    handlers = [*default_retry_handlers(), RateLimitErrorRetryHandler(max_retry_count=3)]
+    return WebClient(token=settings.SLACK_BOT_TOKEN, base_url=settings.SLACK_API_URL, retry_handlers=handlers)
+
+
+def build_app(*, socket_mode: bool = False) -> App:
+    """The bolt App, configured from settings at call time.
+
+    HTTP mode verifies every request's signature (401 otherwise) and checks the token lazily on the
+    first verified request; Socket Mode needs no signing secret and checks the token at once.
+    """
+    app = App(
+        name="answerbot",
+        client=web_client(),
+        signing_secret=settings.SLACK_SIGNING_SECRET,
+        request_verification_enabled=not socket_mode,
+        token_verification_enabled=socket_mode,
+        listener_executor=_listener_pool(),
+    )
+    app.listener_runner.listener_completion_handler = _ReleaseDatabase()
+    app.middleware(skip_repeated_events)
+    app.event("app_mention")(on_mention)
+    app.event("message")(on_message)
+    app.command("/ask")(on_ask)
+    app.action(blocks.VOTE_UP)(on_vote_button)
+    app.action(blocks.VOTE_DOWN)(on_vote_button)
+    app.view(blocks.FEEDBACK_FORM)(on_feedback_form)
+    app.event("reaction_added")(on_reaction)
+    return app
+
+
+# --- listeners ------------------------------------------------------------------------------
+
+
+def skip_repeated_events(body, next):
+    """Slack retries an event it thinks we missed; answer the first delivery only."""
+    if body.get("type") == "event_callback" and not first_delivery(PLATFORM, body.get("event_id", "")):
+        return BoltResponse(status=200, body="")
+    return next()
+
+
+def on_mention(event, client):
+    thread = event.get("thread_ts") or event["ts"]
+    start_answer(
+        client, Question(_MENTION.sub("", event.get("text", "")).strip(), **_origin(event), thread=thread)
+    )
+
+
+def on_message(event, client):
+    """Direct messages; bots (this one included) and edits or joins (subtypes) are ignored."""
+    if event.get("channel_type") != "im" or event.get("subtype") or event.get("bot_id"):
+        return
+    thread = event.get("thread_ts", "")
+    start_answer(client, Question(event.get("text", "").strip(), **_origin(event), thread=thread))
+
+
+def on_ask(ack, command, client, respond):
+    question = command.get("text", "").strip()
+    if not question:
+        ack("Ask a question after the command, e.g. `/ask How do I get VPN access?`")
+        return
+    ack()
+    asked = Question(
+        question,
+        channel=command["channel_id"],
+        user=command["user_id"],
+        workspace=command.get("team_id", ""),
+        thread=None,
+        asked=f"<@{command['user_id']}> asked: {blocks.escape(question)}",
+    )
+    try:
+        if not start_answer(client, asked):
+            respond("I'm switched off in this channel; an admin can turn me on in the console.")
+    except SlackApiError as error:
+        logger.warning("/ask in %s: cannot post (%s)", asked.channel, error.response.get("error"))
+        respond("I can't post in this channel. Invite me with `/invite @answerbot`, or ask me in a DM.")
+
+
+def on_vote_button(ack, body, action, client):
+    ack()
+    user, value = body["user"]["id"], BUTTON_VOTES[action["action_id"]]
+    record_feedback(int(action["value"]), platform=PLATFORM, voter=user, value=value)
+    if value < 0:
+        client.views_open(trigger_id=body["trigger_id"], view=blocks.feedback_form(int(action["value"])))
+    elif channel := (body.get("channel") or {}).get("id"):
+        thread = (body.get("message") or {}).get("thread_ts")
+        client.chat_postEphemeral(
+            channel=channel, user=user, thread_ts=thread, text="Thanks for the 👍, noted."
+        )
+
+
+def on_feedback_form(ack, body, view):
+    """A 👎's details: the reason goes on the vote; a better answer becomes a correction pair."""
+    ack()
+    answer_id, reason, better = blocks.submitted_feedback(view)
+    feedback = record_feedback(
+        answer_id, platform=PLATFORM, voter=body["user"]["id"], value=-1, reason=reason
+    )
+    if better.strip():
+        add_correction(feedback.answer, better, reason=reason)
+
+
+def on_reaction(event, context, client):
+    """👍/👎 reactions on the bot's own replies are votes; reactions by bots are not."""
+    value = REACTION_VOTES.get(event.get("reaction", "").split("::")[0])  # "+1::skin-tone-2"
+    item, voter = event.get("item") or {}, event.get("user", "")
+    if value is None or item.get("type") != "message" or voter == context.bot_user_id:
+        return
+    if event.get("item_user") not in (None, context.bot_user_id):
+        return
+    reply = answer_for_message(PLATFORM, item.get("channel", ""), item.get("ts", ""))
+    if reply is not None and not is_bot(client, voter):
+        record_feedback(reply.pk, platform=PLATFORM, voter=voter, value=value)
+
+
+# --- answering ------------------------------------------------------------------------------
+
+
+def _origin(event: dict) -> dict:
+    return {"channel": event["channel"], "user": event.get("user", ""), "workspace": event.get("team", "")}
+
+
+def start_answer(client: WebClient, question: Question) -> bool:
+    """Post the placeholder and queue the answer; False (and nothing posted) in a disabled channel."""
+    if not answering.channel_config(PLATFORM, question.channel).enabled:
+        logger.info("slack %s: switched off, question not answered", question.channel)
+        return False
+    if not question.text:
+        client.chat_postMessage(channel=question.channel, thread_ts=question.thread or None, text=blocks.HINT)
+        return True
+    placeholder = client.chat_postMessage(
+        channel=question.channel,
+        thread_ts=question.thread or None,
+        text=f"{question.asked}\n{blocks.THINKING}" if question.asked else blocks.THINKING,
+    )
+    _answer_pool().submit(_answer_and_reply, client, question, placeholder["ts"])
+    return True
+
+
+def _answer_and_reply(client: WebClient, question: Question, placeholder: str) -> None:
+    """Runs on the answer pool: generate, then replace the placeholder (more messages if long)."""
+    thread = placeholder if question.thread is None else question.thread
+    try:
+        reply = answering.answer(
+            question.text,
+            platform=PLATFORM,
+            channel=question.channel,
+            user=question.user,
+            workspace=question.workspace,
+            thread=thread,
+            history=thread_history(PLATFORM, question.channel, thread),
+        )
+        attach_message(reply, placeholder)
+        messages = blocks.answer_messages(reply.pk, reply.text, reply.sources, asked=question.asked)
+        client.chat_update(channel=question.channel, ts=placeholder, **messages[0])
+        for more in messages[1:]:
+            client.chat_postMessage(channel=question.channel, thread_ts=thread or None, **more)
+        logger.info("slack %s: answer %s posted as %s", question.channel, reply.pk, placeholder)
+    except answering.ChannelDisabled:
+        client.chat_delete(channel=question.channel, ts=placeholder)
+    except Exception:
+        logger.exception("slack %s: answering failed", question.channel)
+        client.chat_update(channel=question.channel, ts=placeholder, text=blocks.SORRY)
+    finally:
+        connections.close_all()
+
+
+_bot_users: dict[str, bool] = {}
+
+
+def is_bot(client: WebClient, user: str) -> bool:
+    """Whether a user id is a bot or app (users.info, remembered); unknown counts as a person."""
+    if user not in _bot_users:
+        try:
+            profile = client.users_info(user=user)["user"]
+        except SlackApiError as error:
+            logger.warning("users.info %s failed (%s); counting the vote", user, error.response.get("error"))
+            return False
+        _bot_users[user] = bool(profile.get("is_bot") or profile.get("is_app_user"))
+    return _bot_users[user]

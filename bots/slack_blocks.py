@@ -1,0 +1,161 @@
+"""Slack message and modal payloads for answers: mrkdwn text, source links, vote buttons.
+
+Pure functions of an Answer's fields, so the listeners in bots/slack.py stay a few lines each.
+Slack's limits: a section's text is at most 3000 characters and a message at most 50 blocks.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+
+SECTION_LIMIT = 3000
+BLOCKS_PER_MESSAGE = 50
+THINKING = "_Thinking…_"
+HINT = "Ask me a question after the mention, e.g. _@answerbot how do I get VPN access?_"
+SORRY = "Sorry, something went wrong while answering. Please try again in a minute."
+
+VOTE_UP = "answer_vote_up"
+VOTE_DOWN = "answer_vote_down"
+FEEDBACK_FORM = "answer_feedback_form"
+REASON_BLOCK = "reason"
+BETTER_BLOCK = "better_answer"
+INPUT = "text"
+
+_MD_LINK = re.compile(r"\[([^\]\n]+)\]\((https?://[^)\s|>]+)\)")
+_MD_BOLD = re.compile(r"\*\*(.+?)\*\*|__(.+?)__")
+_MD_STRIKE = re.compile(r"~~(.+?)~~")
+_MD_HEADING = re.compile(r"^#{1,6}\s+(.+?)\s*#*$", re.MULTILINE)
+_MD_BULLET = re.compile(r"^(\s*)[-*+]\s+", re.MULTILINE)
+
+
+def escape(text: str) -> str:
+    """Slack's three control characters; everything else is literal in mrkdwn."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def to_mrkdwn(markdown: str) -> str:
+    """The model writes Markdown; Slack reads mrkdwn (*bold*, <url|text>, no headings)."""
+    text = _MD_LINK.sub(lambda m: f"\x00{m.group(2)}\x01{m.group(1)}\x02", markdown)
+    text = escape(text).replace("\x00", "<").replace("\x01", "|").replace("\x02", ">")
+    text = _MD_HEADING.sub(lambda m: f"*{m.group(1)}*", text)
+    text = _MD_BULLET.sub(lambda m: f"{m.group(1)}• ", text)
+    text = _MD_BOLD.sub(lambda m: f"*{m.group(1) or m.group(2)}*", text)
+    return _MD_STRIKE.sub(r"~\1~", text)
+
+
+def split_text(text: str, limit: int = SECTION_LIMIT) -> list[str]:
+    """Pieces of at most `limit` characters, cut at a paragraph, line or word break when there is one."""
+    pieces = []
+    text = text.strip()
+    while len(text) > limit:
+        window = text[:limit]
+        cut = max(window.rfind("\n\n"), window.rfind("\n"), window.rfind(" "))
+        if cut < limit // 2:
+            cut = limit
+        pieces.append(text[:cut].rstrip())
+        text = text[cut:].lstrip()
+    if text or not pieces:
+        pieces.append(text)
+    return pieces
+
+
+def source_link(source: dict) -> str:
+    """`<url|title>` when the document came from a URL, else its title."""
+    title = escape(str(source.get("document") or source.get("source") or "untitled")).replace("|", "¦")
+    where = str(source.get("source") or "")
+    if where.startswith(("http://", "https://")) and not any(c in where for c in "<>| "):
+        return f"<{where}|{title}>"
+    return title
+
+
+def sources_line(sources: Sequence[dict]) -> str:
+    line = "*Sources:* " + "  ·  ".join(
+        f"[{s.get('number', i)}] {source_link(s)}" for i, s in enumerate(sources, 1)
+    )
+    return line if len(line) <= SECTION_LIMIT else line[: SECTION_LIMIT - 1] + "…"
+
+
+def vote_buttons(answer_id: int) -> dict:
+    def button(emoji: str, label: str, action_id: str) -> dict:
+        text = {"type": "plain_text", "text": f"{emoji} {label}", "emoji": True}
+        return {"type": "button", "text": text, "action_id": action_id, "value": str(answer_id)}
+
+    return {
+        "type": "actions",
+        "block_id": f"votes-{answer_id}",
+        "elements": [button("👍", "Helpful", VOTE_UP), button("👎", "Not helpful", VOTE_DOWN)],
+    }
+
+
+def answer_messages(answer_id: int, text: str, sources: Sequence[dict], *, asked: str = "") -> list[dict]:
+    """Chat messages (`text` fallback and `blocks`) for an answer: the first replaces the placeholder.
+
+    `asked` is a line quoting the question (for /ask, whose text Slack does not show to others).
+    Sources and the vote buttons close the last message.
+    """
+    blocks: list[dict] = []
+    if asked:
+        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": asked[:SECTION_LIMIT]}]})
+    pieces = split_text(to_mrkdwn(text))
+    blocks += [{"type": "section", "text": {"type": "mrkdwn", "text": piece}} for piece in pieces]
+    if sources:
+        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": sources_line(sources)}]})
+    blocks.append(vote_buttons(answer_id))
+    messages = []
+    for start in range(0, len(blocks), BLOCKS_PER_MESSAGE):
+        part = blocks[start : start + BLOCKS_PER_MESSAGE]
+        fallback = next((b["text"]["text"] for b in part if b["type"] == "section"), pieces[-1])
+        messages.append({"text": fallback, "blocks": part})
+    return messages
+
+
+def feedback_form(answer_id: int) -> dict:
+    """The modal a 👎 opens: what was wrong (required) and, optionally, a better answer."""
+
+    def field(block_id: str, label: str, placeholder: str, *, optional: bool) -> dict:
+        return {
+            "type": "input",
+            "block_id": block_id,
+            "optional": optional,
+            "label": {"type": "plain_text", "text": label},
+            "element": {
+                "type": "plain_text_input",
+                "action_id": INPUT,
+                "multiline": True,
+                "placeholder": {"type": "plain_text", "text": placeholder},
+            },
+        }
+
+    return {
+        "type": "modal",
+        "callback_id": FEEDBACK_FORM,
+        "private_metadata": json.dumps({"answer": answer_id}),
+        "title": {"type": "plain_text", "text": "What was wrong?"},
+        "submit": {"type": "plain_text", "text": "Send"},
+        "close": {"type": "plain_text", "text": "Cancel"},
+        "blocks": [
+            field(
+                REASON_BLOCK,
+                "What was wrong with the answer?",
+                "Wrong, outdated, incomplete…",
+                optional=False,
+            ),
+            field(BETTER_BLOCK, "A better answer", "Optional: what the bot should have said", optional=True),
+        ],
+    }
+
+
+def submitted_feedback(view: dict) -> tuple[int, str, str]:
+    """(answer id, reason, better answer) from a submitted feedback form."""
+    values = view["state"]["values"]
+
+    def value(block_id: str) -> str:
+        return ((values.get(block_id) or {}).get(INPUT) or {}).get("value") or ""
+
+    return (
+        int(json.loads(view["private_metadata"])["answer"]),
+        value(REASON_BLOCK).strip(),
+        value(BETTER_BLOCK),
+    )

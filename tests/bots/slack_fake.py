@@ -1,0 +1,156 @@
+"""A local stand-in for Slack's Web API, the way slack-bolt tests itself (tests/mock_web_api_server).
+
+A real HTTP server on 127.0.0.1 (its own thread) answers the methods the bot calls with the JSON
+Slack sends, records every call, and can answer a method with 429 + Retry-After once. Slash command
+`response_url`s point here too (any path outside /api/ is recorded as "response_url").
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qsl
+
+TEAM = "T0TEST"
+BOT_USER = "U0BOT"
+BOT_ID = "B0BOT"
+
+
+@dataclass
+class Call:
+    method: str
+    args: dict
+    headers: dict
+    response: dict = field(default_factory=dict)
+    at: float = field(default_factory=time.monotonic)
+
+
+class FakeSlack:
+    def __init__(self) -> None:
+        self.calls: list[Call] = []
+        self.bots: set[str] = set()
+        self._rate_limited: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self._ts = itertools.count(1)
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_port}/api/"
+
+    @property
+    def response_url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_port}/commands/respond"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def rate_limit_once(self, method: str, retry_after: int = 1) -> None:
+        """The next call to `method` gets HTTP 429 with Retry-After."""
+        self._rate_limited[method] = retry_after
+
+    def calls_to(self, method: str) -> list[Call]:
+        with self._lock:
+            return [c for c in self.calls if c.method == method]
+
+    def wait_for(self, method: str, count: int = 1, *, timeout: float = 20.0, where=None) -> list[Call]:
+        """The calls to `method` (matching `where`) once there are `count`; AssertionError on timeout."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = [c for c in self.calls_to(method) if where is None or where(c)]
+            if len(found) >= count or time.monotonic() > deadline:
+                assert len(found) >= count, f"{len(found)} of {count} {method} calls after {timeout}s"
+                return found
+            time.sleep(0.02)
+
+    # --- the Web API --------------------------------------------------------------------------
+
+    def _reply(self, method: str, args: dict) -> dict:
+        ts = f"1700000000.{next(self._ts):06d}"
+        channel = args.get("channel", "")
+        if method == "auth.test":
+            return {
+                "ok": True,
+                "url": "https://test.slack.com/",
+                "team": "Test",
+                "user": "answerbot",
+                "team_id": TEAM,
+                "user_id": BOT_USER,
+                "bot_id": BOT_ID,
+                "is_enterprise_install": False,
+            }
+        if method == "chat.postMessage":
+            message = {
+                "type": "message",
+                "user": BOT_USER,
+                "bot_id": BOT_ID,
+                "text": args.get("text", ""),
+                "ts": ts,
+            }
+            if args.get("thread_ts"):
+                message["thread_ts"] = args["thread_ts"]
+            return {"ok": True, "channel": channel, "ts": ts, "message": message}
+        if method == "chat.update":
+            return {"ok": True, "channel": channel, "ts": args.get("ts"), "text": args.get("text", "")}
+        if method == "chat.delete":
+            return {"ok": True, "channel": channel, "ts": args.get("ts")}
+        if method == "chat.postEphemeral":
+            return {"ok": True, "message_ts": ts}
+        if method == "reactions.add":
+            return {"ok": True}
+        if method == "views.open":
+            view = args.get("view")
+            view = json.loads(view) if isinstance(view, str) else view
+            return {"ok": True, "view": {"id": f"V{next(self._ts)}", **(view or {})}}
+        if method == "users.info":
+            user = args.get("user", "")
+            return {"ok": True, "user": {"id": user, "team_id": TEAM, "is_bot": user in self.bots}}
+        return {"ok": False, "error": "unknown_method"}
+
+    def _handler_class(self):
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format, *args):  # quiet
+                pass
+
+            def do_POST(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length).decode() if length else ""
+                if "json" in (self.headers.get("Content-Type") or ""):
+                    args = json.loads(raw or "{}")
+                else:
+                    args = dict(parse_qsl(raw))
+                path = self.path.split("?")[0]
+                method = path.removeprefix("/api/") if path.startswith("/api/") else "response_url"
+                with fake._lock:
+                    retry_after = fake._rate_limited.pop(method, None)
+                    if retry_after is not None:
+                        status, reply = 429, {"ok": False, "error": "ratelimited"}
+                    elif method == "response_url":
+                        status, reply = 200, {"ok": True}
+                    else:
+                        status, reply = 200, fake._reply(method, args)
+                    fake.calls.append(Call(method, args, dict(self.headers), reply))
+                headers = {} if retry_after is None else {"Retry-After": str(retry_after)}
+                self._send(status, reply, headers)
+
+            def _send(self, status: int, body: dict, headers: dict | None = None) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json; charset=utf-8")
+                self.send_header("Content-Length", str(len(data)))
+                for name, value in (headers or {}).items():
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(data)
+
+        return Handler

@@ -1,0 +1,478 @@
+"""The Slack bot end to end: signed requests to a live /slack/events, Slack's Web API played by FakeSlack.
+
+The real slack-bolt App and slack_sdk WebClient run unchanged; only Slack's servers are fake.
+Redis (event de-duplication) and PostgreSQL are the real test ones, so event ids are unique per run.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import urlencode
+
+import pytest
+import requests
+from slack_sdk.signature import SignatureVerifier
+
+from bots import slack_blocks
+from console.conversations.models import Answer, ChannelSettings, Feedback
+from console.training.models import TrainingPair
+from tests.bots.slack_fake import BOT_USER, TEAM, FakeSlack
+from tests.knowledge.conftest import EXPENSES_MD, ONCALL_MD
+
+pytestmark = pytest.mark.django_db(transaction=True)  # the live server answers from its own threads
+
+SECRET = "test-signing-secret"
+QUESTION = "How quickly must the on-call engineer acknowledge a PagerDuty page?"
+ONCALL_URL = "https://wiki.example.com/oncall.md"
+
+
+class SlackEvents:
+    """Slack's side of /slack/events: signed event, command and interaction requests."""
+
+    def __init__(self, url: str, fake: FakeSlack, secret: str = SECRET):
+        self.url, self.fake, self.secret = url, fake, secret
+        self._ts = 1700000100
+
+    def post(self, body: str, content_type: str, *, signature=None, timestamp=None, headers=None):
+        timestamp = str(int(time.time())) if timestamp is None else str(timestamp)
+        if signature is None:
+            signature = SignatureVerifier(self.secret).generate_signature(timestamp=timestamp, body=body)
+        sent = {"Content-Type": content_type, "X-Slack-Request-Timestamp": timestamp, **(headers or {})}
+        if signature:
+            sent["X-Slack-Signature"] = signature
+        return requests.post(self.url, data=body.encode(), headers=sent, timeout=10)
+
+    def next_ts(self) -> str:
+        self._ts += 1
+        return f"{self._ts}.000100"
+
+    def event_body(self, event: dict, event_id: str | None = None) -> str:
+        return json.dumps(
+            {
+                "token": "legacy",
+                "team_id": TEAM,
+                "api_app_id": "A0TEST",
+                "event": event,
+                "type": "event_callback",
+                "event_id": event_id or f"Ev{uuid.uuid4().hex[:12].upper()}",
+                "event_time": int(time.time()),
+                "authorizations": [{"team_id": TEAM, "user_id": BOT_USER, "is_bot": True}],
+            }
+        )
+
+    def event(self, event: dict, **kwargs):
+        return self.post(self.event_body(event), "application/json", **kwargs)
+
+    def mention(self, text: str = QUESTION, *, channel="C0OPS", user="U0ALICE", ts=None, thread_ts=None):
+        ts = ts or self.next_ts()
+        event = {"type": "app_mention", "user": user, "text": f"<@{BOT_USER}> {text}", "ts": ts}
+        event.update(
+            channel=channel, team=TEAM, event_ts=ts, **({"thread_ts": thread_ts} if thread_ts else {})
+        )
+        return self.event(event), ts
+
+    def reaction(self, reaction: str, item_ts: str, *, user: str, channel="C0OPS", item_user=BOT_USER):
+        item = {"type": "message", "channel": channel, "ts": item_ts}
+        event = {"type": "reaction_added", "user": user, "reaction": reaction, "item": item}
+        return self.event({**event, "item_user": item_user, "event_ts": self.next_ts()})
+
+    def command(self, text: str, *, channel="C0OPS", user="U0ALICE"):
+        form = {
+            "token": "legacy",
+            "team_id": TEAM,
+            "channel_id": channel,
+            "user_id": user,
+            "command": "/ask",
+            "text": text,
+            "response_url": self.fake.response_url,
+            "trigger_id": "1.2.trigger",
+            "api_app_id": "A0TEST",
+        }
+        return self.post(urlencode(form), "application/x-www-form-urlencoded")
+
+    def interaction(self, payload: dict):
+        payload = {"team": {"id": TEAM}, "api_app_id": "A0TEST", "token": "legacy", **payload}
+        return self.post(urlencode({"payload": json.dumps(payload)}), "application/x-www-form-urlencoded")
+
+    def click(self, action_id: str, answer_id: int, *, user: str, message_ts="1700000000.000001"):
+        return self.interaction(
+            {
+                "type": "block_actions",
+                "user": {"id": user, "team_id": TEAM},
+                "trigger_id": f"trigger-{uuid.uuid4().hex[:8]}",
+                "channel": {"id": "C0OPS"},
+                "container": {"type": "message", "message_ts": message_ts, "channel_id": "C0OPS"},
+                "message": {"ts": message_ts, "thread_ts": "1700000100.000100"},
+                "actions": [
+                    {
+                        "type": "button",
+                        "action_id": action_id,
+                        "block_id": f"votes-{answer_id}",
+                        "value": str(answer_id),
+                    }
+                ],
+            }
+        )
+
+
+@pytest.fixture
+def fake_slack():
+    fake = FakeSlack()
+    yield fake
+    fake.close()
+
+
+@pytest.fixture
+def handbook(db, collection, add_document):
+    add_document(collection, ONCALL_URL, ONCALL_MD)
+    add_document(collection, "expenses.md", EXPENSES_MD)
+    return collection
+
+
+@pytest.fixture
+def slack(settings, live_server, fake_slack, use_tiny_llm, handbook):
+    settings.SLACK_BOT_TOKEN = "xoxb-test-token"
+    settings.SLACK_SIGNING_SECRET = SECRET
+    settings.SLACK_API_URL = fake_slack.url
+    yield SlackEvents(f"{live_server.url}/slack/events", fake_slack)
+    wait_until(lambda: resolved(fake_slack), timeout=30)  # no answer still running into the next test
+
+
+def wait_until(condition, *, timeout: float = 20.0):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out after {timeout}s"
+        time.sleep(0.02)
+
+
+def resolved(fake: FakeSlack) -> bool:
+    """Every "Thinking…" placeholder has been updated or deleted."""
+    placeholders = [
+        c for c in fake.calls_to("chat.postMessage") if slack_blocks.THINKING in c.args.get("text", "")
+    ]
+    return len(fake.calls_to("chat.update")) + len(fake.calls_to("chat.delete")) >= len(placeholders)
+
+
+def answered(fake: FakeSlack, count: int = 1, *, timeout: float = 20.0) -> list:
+    """The answers posted (placeholders updated with blocks), once there are `count`."""
+    return fake.wait_for("chat.update", count, timeout=timeout, where=lambda c: c.args.get("blocks"))
+
+
+def block_types(call) -> list[str]:
+    return [block["type"] for block in call.args["blocks"]]
+
+
+def test_mention_gets_one_threaded_reply_with_sources_and_buttons(slack, fake_slack):
+    response, ts = slack.mention()
+    assert response.status_code == 200
+    (update,) = answered(fake_slack)
+    (placeholder,) = fake_slack.calls_to("chat.postMessage")
+    assert placeholder.args["thread_ts"] == ts and placeholder.args["channel"] == "C0OPS"
+    assert update.args["ts"] == placeholder.response["ts"]
+    answer = Answer.objects.get()
+    assert answer.platform == "slack" and answer.thread == ts and answer.question == QUESTION
+    assert answer.message_id == update.args["ts"]
+    assert block_types(update)[-2:] == ["context", "actions"]
+    sources = update.args["blocks"][-2]["elements"][0]["text"]
+    assert f"<{ONCALL_URL}|" in sources and "Sources" in sources
+    buttons = update.args["blocks"][-1]["elements"]
+    assert [b["action_id"] for b in buttons] == [slack_blocks.VOTE_UP, slack_blocks.VOTE_DOWN]
+    assert {b["value"] for b in buttons} == {str(answer.pk)}
+
+
+def test_retried_event_gets_one_reply(slack, fake_slack):
+    body = slack.event_body(
+        {
+            "type": "app_mention",
+            "user": "U0ALICE",
+            "text": f"<@{BOT_USER}> {QUESTION}",
+            "ts": "1700000200.000100",
+            "channel": "C0OPS",
+            "team": TEAM,
+        }
+    )
+    first = slack.post(body, "application/json")
+    retries = [
+        slack.post(
+            body,
+            "application/json",
+            headers={"X-Slack-Retry-Num": str(n), "X-Slack-Retry-Reason": "http_timeout"},
+        )
+        for n in (1, 2, 3)
+    ]
+    assert [r.status_code for r in [first, *retries]] == [200] * 4
+    answered(fake_slack)
+    time.sleep(0.5)
+    assert len(fake_slack.calls_to("chat.postMessage")) == 1
+    assert Answer.objects.count() == 1
+
+
+def test_first_delivery_is_answered_even_when_it_is_a_retry(slack, fake_slack):
+    body = slack.event_body(
+        {
+            "type": "app_mention",
+            "user": "U0ALICE",
+            "text": f"<@{BOT_USER}> {QUESTION}",
+            "ts": "1700000300.000100",
+            "channel": "C0OPS",
+            "team": TEAM,
+        }
+    )
+    response = slack.post(
+        body, "application/json", headers={"X-Slack-Retry-Num": "1", "X-Slack-Retry-Reason": "http_error"}
+    )
+    assert response.status_code == 200
+    answered(fake_slack)
+    assert Answer.objects.count() == 1
+
+
+@pytest.mark.parametrize(
+    "signature, age",
+    [("v0=" + "0" * 64, 0), ("", 0), (None, 6 * 60)],
+    ids=["wrong", "missing", "stale"],
+)
+def test_bad_signature_gets_401_and_does_nothing(slack, fake_slack, signature, age):
+    body = slack.event_body(
+        {
+            "type": "app_mention",
+            "user": "U0ALICE",
+            "text": f"<@{BOT_USER}> {QUESTION}",
+            "ts": "1700000400.000100",
+            "channel": "C0OPS",
+            "team": TEAM,
+        }
+    )
+    response = slack.post(body, "application/json", signature=signature, timestamp=int(time.time()) - age)
+    assert response.status_code == 401
+    time.sleep(0.3)
+    assert fake_slack.calls == []
+    assert Answer.objects.count() == 0
+
+
+def test_button_votes_record_one_vote_per_voter(slack, fake_slack):
+    slack.mention()
+    answered(fake_slack)
+    answer = Answer.objects.get()
+    assert slack.click(slack_blocks.VOTE_UP, answer.pk, user="U0ALICE").status_code == 200
+    wait_until(lambda: Feedback.objects.filter(value=1).count() == 1)
+    slack.click(slack_blocks.VOTE_DOWN, answer.pk, user="U0ALICE")
+    wait_until(lambda: Feedback.objects.filter(value=-1).count() == 1)
+    assert Feedback.objects.count() == 1
+    (opened,) = fake_slack.wait_for("views.open")
+    assert opened.args["view"]["callback_id"] == slack_blocks.FEEDBACK_FORM
+    assert json.loads(opened.args["view"]["private_metadata"]) == {"answer": answer.pk}
+    slack.click(slack_blocks.VOTE_UP, answer.pk, user="U0BOB")
+    wait_until(lambda: Feedback.objects.count() == 2)
+    assert sorted(Feedback.objects.values_list("value", flat=True)) == [-1, 1]
+    assert fake_slack.wait_for("chat.postEphemeral", 2)[0].args["user"] == "U0ALICE"
+
+
+def test_reactions_on_the_bots_reply_are_votes_but_not_from_bots(slack, fake_slack):
+    slack.mention()
+    (update,) = answered(fake_slack)
+    reply_ts = update.args["ts"]
+    fake_slack.bots.add("U0OTHERBOT")
+    slack.reaction("+1", reply_ts, user=BOT_USER)  # the bot's own
+    slack.reaction("thumbsup", reply_ts, user="U0OTHERBOT")
+    slack.reaction("+1", "1700000999.000100", user="U0ALICE", item_user="U0ALICE")  # not the bot's reply
+    slack.reaction("tada", reply_ts, user="U0ALICE")
+    fake_slack.wait_for("users.info")
+    slack.reaction("+1", reply_ts, user="U0ALICE")
+    wait_until(lambda: Feedback.objects.count() == 1)
+    slack.reaction("thumbsdown", reply_ts, user="U0ALICE")
+    wait_until(lambda: Feedback.objects.filter(value=-1).exists())
+    slack.reaction("thumbsup::skin-tone-3", reply_ts, user="U0BOB")
+    wait_until(lambda: Feedback.objects.count() == 2)
+    time.sleep(0.3)
+    assert sorted(Feedback.objects.values_list("value", flat=True)) == [-1, 1]
+    assert Feedback.objects.filter(answer=Answer.objects.get()).count() == 2
+
+
+def test_thumbs_down_form_with_a_better_answer_becomes_a_correction_pair(slack, fake_slack):
+    slack.mention()
+    answered(fake_slack)
+    answer = Answer.objects.get()
+    view = slack_blocks.feedback_form(answer.pk)
+    state = {
+        slack_blocks.REASON_BLOCK: {
+            slack_blocks.INPUT: {"type": "plain_text_input", "value": "Wrong time limit"}
+        },
+        slack_blocks.BETTER_BLOCK: {
+            slack_blocks.INPUT: {"type": "plain_text_input", "value": "Within 5 minutes."}
+        },
+    }
+    response = slack.interaction(
+        {
+            "type": "view_submission",
+            "user": {"id": "U0ALICE"},
+            "view": {**view, "id": "V1", "state": {"values": state}},
+        }
+    )
+    assert response.status_code == 200
+    wait_until(lambda: TrainingPair.objects.exists())
+    pair = TrainingPair.objects.get()
+    assert pair.source == TrainingPair.Source.CORRECTION and pair.answer == "Within 5 minutes."
+    assert pair.origin_id == answer.pk and pair.question == QUESTION
+    feedback = Feedback.objects.get()
+    assert feedback.value == -1 and feedback.reason == "Wrong time limit"
+
+
+def test_slow_generation_still_acks_every_request_within_a_second(slack, fake_slack, settings):
+    slack.mention()
+    answered(fake_slack)
+    earlier = Answer.objects.get()
+    settings.GENERATION_MAX_NEW_TOKENS = 500  # the tiny model now takes about half a second per answer
+    settings.GENERATION_REPETITION_PENALTY = 1.0
+
+    def timed(sends) -> list[tuple[int, float]]:
+        def one(send):
+            started = time.monotonic()
+            return send().status_code, time.monotonic() - started
+
+        with ThreadPoolExecutor(len(sends)) as pool:
+            return list(pool.map(one, sends))
+
+    first_wave = timed([lambda: slack.mention()[0]] * 4)
+    fake_slack.wait_for("chat.postMessage", 5)  # four slow answers queued or generating
+    second_wave = timed(
+        [
+            lambda: slack.mention()[0],
+            lambda: slack.command(QUESTION),
+            lambda: slack.click(slack_blocks.VOTE_UP, earlier.pk, user="U0BOB"),
+        ]
+    )
+    acked = time.monotonic()
+    assert [status for status, _ in first_wave + second_wave] == [200] * 7
+    assert max(seconds for _, seconds in first_wave + second_wave) < 1.0
+    updates = answered(fake_slack, 7, timeout=60)
+    assert max(update.at for update in updates) > acked  # the generator was still busy
+    assert Answer.objects.filter(completion_tokens__gt=100).count() == 6
+    wait_until(lambda: Feedback.objects.filter(answer=earlier).exists())
+
+
+def test_twenty_concurrent_mentions_get_twenty_replies(slack, fake_slack):
+    with ThreadPoolExecutor(20) as pool:
+        responses = list(
+            pool.map(lambda i: slack.mention(f"{QUESTION} ({i})", user=f"U0USER{i}")[0], range(20))
+        )
+    assert [r.status_code for r in responses] == [200] * 20
+    updates = answered(fake_slack, 20, timeout=60)
+    assert len({u.args["ts"] for u in updates}) == 20
+    assert Answer.objects.count() == 20
+    assert len(set(Answer.objects.values_list("message_id", flat=True))) == 20
+
+
+def test_rate_limited_reply_is_retried_after_retry_after(slack, fake_slack):
+    fake_slack.rate_limit_once("chat.update", retry_after=1)
+    slack.mention()
+    limited, delivered = fake_slack.wait_for("chat.update", 2)
+    assert delivered.at - limited.at >= 1.0
+    assert delivered.args["ts"] == limited.args["ts"] and delivered.args["blocks"]
+
+
+def test_follow_up_in_the_thread_carries_the_earlier_turns(slack, fake_slack):
+    _, root = slack.mention()
+    answered(fake_slack)
+    slack.mention(thread_ts=root)
+    answered(fake_slack, 2)
+    first, follow_up = Answer.objects.order_by("created_at")
+    assert follow_up.thread == first.thread == root
+    assert fake_slack.calls_to("chat.postMessage")[1].args["thread_ts"] == root
+    assert follow_up.prompt_tokens > first.prompt_tokens  # the same question, plus the earlier turn
+
+
+def test_direct_messages_are_answered_and_bot_messages_ignored(slack, fake_slack):
+    ts = slack.next_ts()
+    message = {"type": "message", "channel": "D0ALICE", "channel_type": "im", "user": "U0ALICE", "team": TEAM}
+    slack.event(
+        {**message, "user": "U0OTHERBOT", "bot_id": "B0OTHER", "text": QUESTION, "ts": slack.next_ts()}
+    )
+    slack.event({**message, "text": QUESTION, "ts": ts})
+    (update,) = answered(fake_slack)
+    (placeholder,) = fake_slack.calls_to("chat.postMessage")
+    assert placeholder.args["channel"] == "D0ALICE" and "thread_ts" not in placeholder.args
+    assert Answer.objects.get().channel == "D0ALICE"
+
+
+def test_ask_command_acks_at_once_and_answers_in_the_channel(slack, fake_slack):
+    response = slack.command(QUESTION)
+    assert response.status_code == 200
+    (update,) = answered(fake_slack)
+    (placeholder,) = fake_slack.calls_to("chat.postMessage")
+    assert "thread_ts" not in placeholder.args
+    assert "<@U0ALICE> asked" in update.args["blocks"][0]["elements"][0]["text"]
+    assert Answer.objects.get().thread == update.args["ts"]  # follow-ups in its thread carry it
+
+
+def test_switched_off_channel_gets_no_answer(slack, fake_slack):
+    ChannelSettings.objects.create(platform="slack", channel_id="C0QUIET", enabled=False)
+    slack.mention(channel="C0QUIET")
+    slack.command(QUESTION, channel="C0QUIET")
+    (told,) = fake_slack.wait_for("response_url")
+    assert "switched off" in told.args["text"]
+    time.sleep(0.3)
+    assert fake_slack.calls_to("chat.postMessage") == [] and Answer.objects.count() == 0
+
+
+def test_not_configured_slack_answers_503(client, settings):
+    settings.SLACK_BOT_TOKEN = ""
+    assert client.post("/slack/events", data="{}", content_type="application/json").status_code == 503
+
+
+# --- rendering and the manifest (no server needed) ------------------------------------------
+
+
+@pytest.mark.django_db(transaction=False)
+def test_long_answers_split_within_slacks_limits():
+    paragraph = "The primary on-call engineer acknowledges within five minutes. " * 40
+    messages = slack_blocks.answer_messages(7, "\n\n".join([paragraph] * 80), [{"document": "On-call"}])
+    assert len(messages) > 1
+    assert all(len(m["blocks"]) <= slack_blocks.BLOCKS_PER_MESSAGE for m in messages)
+    sections = [b for m in messages for b in m["blocks"] if b["type"] == "section"]
+    assert all(len(b["text"]["text"]) <= slack_blocks.SECTION_LIMIT for b in sections)
+    assert all(len(m["text"]) <= slack_blocks.SECTION_LIMIT for m in messages)
+    assert [b["type"] for b in messages[-1]["blocks"]][-2:] == ["context", "actions"]
+    assert all(b["type"] != "actions" for m in messages[:-1] for b in m["blocks"])
+    assert "".join(b["text"]["text"] for b in sections).count("five minutes") == 40 * 80
+
+
+@pytest.mark.django_db(transaction=False)
+def test_markdown_becomes_mrkdwn_and_sources_become_links():
+    text = "## Paging\n**Acknowledge** within 5 minutes [1], see [the runbook](https://wiki.example.com/rb).\n- a < b & c"
+    assert slack_blocks.to_mrkdwn(text) == (
+        "*Paging*\n*Acknowledge* within 5 minutes [1], see <https://wiki.example.com/rb|the runbook>.\n"
+        "• a &lt; b &amp; c"
+    )
+    line = slack_blocks.sources_line(
+        [
+            {"number": 1, "document": "On-call rotation", "source": "https://wiki.example.com/oncall.md"},
+            {"number": 3, "document": "Expenses <draft>", "source": "expenses.md"},
+        ]
+    )
+    assert (
+        line
+        == "*Sources:* [1] <https://wiki.example.com/oncall.md|On-call rotation>  ·  [3] Expenses &lt;draft&gt;"
+    )
+
+
+@pytest.mark.django_db(transaction=False)
+def test_manifest_declares_what_the_bot_uses():
+    import yaml
+    from django.conf import settings
+    from django.urls import reverse
+
+    manifest = yaml.safe_load((settings.BASE_DIR / "bots" / "slack_manifest.yml").read_text())
+    scopes = set(manifest["oauth_config"]["scopes"]["bot"])
+    assert {"app_mentions:read", "chat:write", "im:history", "im:read", "im:write", "commands"} <= scopes
+    assert {"reactions:read", "reactions:write", "channels:history", "groups:history", "users:read"} <= scopes
+    events = manifest["settings"]["event_subscriptions"]
+    assert events["bot_events"] == ["app_mention", "message.im", "reaction_added"]
+    assert [c["command"] for c in manifest["features"]["slash_commands"]] == ["/ask"]
+    assert manifest["settings"]["interactivity"]["is_enabled"] is True
+    assert manifest["settings"]["socket_mode_enabled"] is False
+    path = reverse("bots:slack-events")
+    urls = [events["request_url"], manifest["settings"]["interactivity"]["request_url"]]
+    assert path == "/slack/events" and all(url.endswith(path) for url in urls)
