@@ -12,7 +12,7 @@ import hmac
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -20,6 +20,7 @@ from django.conf import settings
 
 from console.conversations.models import Answer, ChannelSettings, Mode
 from console.knowledge.search import SearchResult, embed_query, search
+from console.training.models import TrainingRun
 from console.training.services import ActiveAdapter, active_adapter
 from ml import generation
 from ml.prompting import DEFAULT_SYSTEM_PROMPT, ContextChunk, Turn, build_messages, citation_numbers
@@ -72,6 +73,15 @@ def resolve_mode(requested: str | None, config: ChannelConfig, adapter: ActiveAd
     if mode not in MODES:
         raise ValueError(f"Unknown mode {mode!r}; use one of {', '.join(MODES)}.")
     return str(mode)
+
+
+def named_adapter(name: str) -> ActiveAdapter:
+    """A trained adapter picked by its run name (to compare with the live one); ValueError if none."""
+    trained = TrainingRun.objects.exclude(adapter_path="").only("id", "name", "adapter_path")
+    run = trained.filter(name=name).first()
+    if run is None:
+        raise ValueError(f"No trained adapter is named {name!r}; see the training runs in the admin.")
+    return ActiveAdapter(run.pk, run.name, run.adapter_path)
 
 
 def hash_id(platform: str, user_id: str) -> str:
@@ -152,16 +162,23 @@ def answer(
     thread: str = "",
     history: Sequence[Turn] = (),
     mode: str | None = None,
+    adapter_name: str | None = None,
+    on_delta: Callable[[str], None] | None = None,
 ) -> Answer:
-    """Answer `question` as asked in `channel` and record it. Raises ChannelDisabled."""
+    """Answer `question` as asked in `channel` and record it. Raises ChannelDisabled.
+
+    adapter_name: answer with that trained adapter instead of the live one (mode defaults to both).
+    on_delta: called with each piece of text as it is generated (streaming); the pieces join to
+    the recorded text, except for a not-covered answer, which is recorded without generating.
+    """
     question = question.strip()
     if not question:
         raise ValueError("The question is empty.")
     config = channel_config(platform, channel)
     if not config.enabled:
         raise ChannelDisabled(f"The bot is switched off in {platform}:{channel}.")
-    live = active_adapter()
-    mode = resolve_mode(mode, config, live)
+    live = named_adapter(adapter_name) if adapter_name else active_adapter()
+    mode = resolve_mode(mode or (Mode.BOTH if adapter_name else None), config, live)
     asked = Asked(platform, channel, workspace, thread, user)
     clock = _Stopwatch()
     chunks: list[SearchResult] = []
@@ -171,11 +188,11 @@ def answer(
         if not chunks:
             return _record(asked, question, NOT_COVERED, mode, None, [], None, clock)
     adapter = live if mode in (Mode.ADAPTER, Mode.BOTH) else None
-    result = _generate(question, chunks, history, config, adapter, clock)
+    result = _generate(question, chunks, history, config, adapter, clock, on_delta)
     return _record(asked, question, result.text, mode, adapter, chunks, result, clock)
 
 
-def _generate(question, chunks, history, config, adapter, clock) -> generation.GenerationResult:
+def _generate(question, chunks, history, config, adapter, clock, on_delta) -> generation.GenerationResult:
     started = time.perf_counter()
     generator = get_generator()
     if adapter:
@@ -187,9 +204,16 @@ def _generate(question, chunks, history, config, adapter, clock) -> generation.G
     system = config.persona or settings.SYSTEM_PROMPT or DEFAULT_SYSTEM_PROMPT
     messages = build_messages(system, context, list(history)[-settings.HISTORY_TURNS :], question)
     started = clock.lap("prompt", started)
-    result = generator.generate(
-        messages, adapter=adapter.name if adapter else None, config=generation_config()
-    )
+    name = adapter.name if adapter else None
+    if on_delta is None:
+        result = generator.generate(messages, adapter=name, config=generation_config())
+    else:
+        finished: list[generation.GenerationResult] = []
+        for delta in generator.stream(
+            messages, adapter=name, config=generation_config(), on_finish=finished.append
+        ):
+            on_delta(delta)
+        result = finished[0]
     clock.lap("generate", started)
     return result
 

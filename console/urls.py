@@ -7,4 +7,5 @@ urlpatterns = [
     path("admin/rq/", include("django_rq.urls")),
     path("admin/", admin.site.urls),
     path("slack/", include("bots.urls")),
+    path("", include("console.conversations.urls")),
 ]

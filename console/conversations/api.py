@@ -1,0 +1,356 @@
+"""OpenAI-compatible API: POST /v1/chat/completions (plain and streamed) and GET /v1/models.
+
+Any OpenAI client works with base_url=".../v1" and a key from the admin (Conversations › API keys).
+The last user message is the question and earlier user/assistant messages are the history; the
+system prompt stays the operator's (client system messages are ignored), and so do sampling
+parameters (temperature, max_tokens: the server's settings apply). `model` picks how to answer:
+"answerbot" (retrieval + the live adapter, as in a channel), a mode ("prompt", "rag", "adapter",
+"both") or a trained adapter by its run name. Responses carry a non-standard `answerbot` object
+(answer id, mode, adapter, sources), which OpenAI clients keep as an extra field.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from functools import wraps
+
+from django.conf import settings
+from django.db import connections
+from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.views.decorators.csrf import csrf_exempt
+
+from console import answering
+from console.conversations.models import Answer, ApiKey, Platform
+from console.conversations.services import authenticate_api_key
+from console.training.models import TrainingRun
+from ml.generation import AdapterError, GenerationError
+from ml.prompting import Turn
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "answerbot"
+HISTORY_ROLES = ("user", "assistant")
+KNOWN_ROLES = ("system", "developer", "user", "assistant", "tool", "function")
+
+
+class ApiError(Exception):
+    """An error for the client, rendered as OpenAI renders its errors."""
+
+    def __init__(
+        self, status: int, message: str, *, type: str = "invalid_request_error", code=None, param=None
+    ):
+        super().__init__(message)
+        self.status, self.message, self.type, self.code, self.param = status, message, type, code, param
+
+    def payload(self) -> dict:
+        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+
+    def response(self) -> JsonResponse:
+        return JsonResponse(self.payload(), status=self.status)
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    question: str
+    history: list[Turn]
+    model: str
+    stream: bool
+    include_usage: bool
+    user: str
+
+
+def api_view(method: str) -> Callable:
+    """CSRF-exempt, key-authenticated, one HTTP method; ApiError becomes its JSON response."""
+
+    def decorate(view: Callable) -> Callable:
+        @csrf_exempt
+        @wraps(view)
+        def wrapped(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+            try:
+                if request.method != method:
+                    raise ApiError(405, f"{request.method} is not allowed here; use {method}.")
+                return view(request, authenticate(request), *args, **kwargs)
+            except ApiError as error:
+                return error.response()
+
+        return wrapped
+
+    return decorate
+
+
+def authenticate(request: HttpRequest) -> ApiKey:
+    scheme, _, key = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not key.strip():
+        raise ApiError(
+            401,
+            "You didn't provide an API key. Send it in an Authorization header: 'Authorization: Bearer KEY'. "
+            "Keys are created in the admin under Conversations › API keys.",
+            code="invalid_api_key",
+        )
+    api_key = authenticate_api_key(key.strip())
+    if api_key is None:
+        raise ApiError(
+            401,
+            "Incorrect or revoked API key. Create a new key in the admin under Conversations › API keys.",
+            code="invalid_api_key",
+        )
+    return api_key
+
+
+# --- models -------------------------------------------------------------------------------------
+
+
+def trained_adapters():
+    return TrainingRun.objects.exclude(adapter_path="").order_by("-created_at")
+
+
+def model_choice(model: str) -> tuple[str | None, str | None]:
+    """(mode, adapter name) for a `model` value; ApiError 404 for an unknown one."""
+    if model == DEFAULT_MODEL:
+        return None, None
+    if model in answering.MODES:
+        return model, None
+    if trained_adapters().filter(name=model).exists():
+        return None, model
+    raise ApiError(
+        404,
+        f"The model {model!r} does not exist. GET /v1/models lists the models: "
+        f"{DEFAULT_MODEL!r}, a mode ({', '.join(answering.MODES)}) or a trained adapter's name.",
+        code="model_not_found",
+        param="model",
+    )
+
+
+@api_view("GET")
+def models(request: HttpRequest, api_key: ApiKey) -> JsonResponse:
+    started = int(time.time())
+    data = [
+        {"id": name, "object": "model", "created": started, "owned_by": "answerbot"}
+        for name in [DEFAULT_MODEL, *answering.MODES]
+    ]
+    data += [
+        {
+            "id": run.name,
+            "object": "model",
+            "created": int(run.created_at.timestamp()),
+            "owned_by": "answerbot",
+        }
+        for run in trained_adapters().only("name", "created_at")
+    ]
+    return JsonResponse({"object": "list", "data": data})
+
+
+# --- chat completions ---------------------------------------------------------------------------
+
+
+def message_text(message: dict, index: int) -> str:
+    """The text of a message whose content is a string, a list of text parts, or null."""
+    content = message.get("content")
+    if content is None or isinstance(content, str):
+        return content or ""
+    if isinstance(content, list):
+        texts = [
+            part.get("text") for part in content if isinstance(part, dict) and part.get("type") == "text"
+        ]
+        if len(texts) == len(content) and all(isinstance(text, str) for text in texts):
+            return "\n".join(texts)
+    raise ApiError(
+        400,
+        "Only text content is supported: a string or a list of text parts.",
+        param=f"messages[{index}].content",
+    )
+
+
+def parse_chat_request(body: bytes) -> ChatRequest:
+    """The request body as a ChatRequest; ApiError 400 that says what is wrong otherwise."""
+    try:
+        data = json.loads(body or b"")
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ApiError(
+            400, "The request body is not valid JSON. Send a JSON object with 'model' and 'messages'."
+        ) from error
+    if not isinstance(data, dict):
+        raise ApiError(400, "The request body must be a JSON object with 'model' and 'messages'.")
+    messages = data.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise ApiError(
+            400, "'messages' is required: a non-empty list of {role, content} objects.", param="messages"
+        )
+    for index, message in enumerate(messages):
+        if not isinstance(message, dict) or message.get("role") not in KNOWN_ROLES:
+            raise ApiError(
+                400,
+                f"messages[{index}] needs a 'role' among {', '.join(KNOWN_ROLES)}.",
+                param=f"messages[{index}].role",
+            )
+    asked = [i for i, message in enumerate(messages) if message["role"] == "user"]
+    if not asked:
+        raise ApiError(400, "'messages' has no user message to answer.", param="messages")
+    question = message_text(messages[asked[-1]], asked[-1]).strip()
+    if not question:
+        raise ApiError(400, "The last user message is empty.", param=f"messages[{asked[-1]}].content")
+    history = [
+        Turn(message["role"], text)
+        for index, message in enumerate(messages[: asked[-1]])
+        if message["role"] in HISTORY_ROLES and (text := message_text(message, index).strip())
+    ]
+    model = data.get("model", DEFAULT_MODEL)
+    stream = data.get("stream") or False
+    options = data.get("stream_options") or {}
+    user = data.get("user") or ""
+    if not isinstance(model, str) or not model:
+        raise ApiError(400, "'model' must be a model name from GET /v1/models.", param="model")
+    if not isinstance(stream, bool):
+        raise ApiError(400, "'stream' must be true or false.", param="stream")
+    if not isinstance(options, dict) or not isinstance(user, str):
+        raise ApiError(400, "'stream_options' must be an object and 'user' a string.")
+    return ChatRequest(question, history, model, stream, bool(options.get("include_usage")), user)
+
+
+@api_view("POST")
+def chat_completions(request: HttpRequest, api_key: ApiKey) -> HttpResponse:
+    chat = parse_chat_request(request.body)
+    mode, adapter_name = model_choice(chat.model)
+    ask = dict(
+        platform=Platform.API,
+        user=chat.user or f"key:{api_key.pk}",
+        history=chat.history,
+        mode=mode,
+        adapter_name=adapter_name,
+    )
+    if chat.stream:
+        return stream_completion(chat, ask)
+    try:
+        answer = answering.answer(chat.question, **ask)
+    except (AdapterError, GenerationError) as error:
+        logger.exception("API answer failed for key %s", api_key.prefix)
+        raise ApiError(503, f"The model could not answer: {error}", type="server_error") from error
+    except ValueError as error:
+        raise ApiError(400, str(error)) from error
+    return JsonResponse(
+        {
+            "id": f"chatcmpl-{answer.pk}",
+            "object": "chat.completion",
+            "created": int(answer.created_at.timestamp()),
+            "model": chat.model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": answer.text, "refusal": None},
+                    "logprobs": None,
+                    "finish_reason": finish_reason(answer),
+                }
+            ],
+            "usage": usage(answer),
+            "answerbot": extension(answer),
+        }
+    )
+
+
+def finish_reason(answer: Answer) -> str:
+    """ "length" when generation stopped at the token limit, as OpenAI reports it; else "stop"."""
+    return "length" if answer.completion_tokens >= settings.GENERATION_MAX_NEW_TOKENS else "stop"
+
+
+def usage(answer: Answer) -> dict:
+    return {
+        "prompt_tokens": answer.prompt_tokens,
+        "completion_tokens": answer.completion_tokens,
+        "total_tokens": answer.prompt_tokens + answer.completion_tokens,
+    }
+
+
+def extension(answer: Answer) -> dict:
+    """The non-standard part: what answered and from which documents."""
+    return {
+        "answer_id": answer.pk,
+        "mode": answer.mode,
+        "adapter": answer.adapter.name if answer.adapter else None,
+        "covered": answer.covered,
+        "sources": [
+            {key: source.get(key) for key in ("number", "document", "source", "cited", "score")}
+            for source in answer.sources
+        ],
+        "timings": answer.timings,
+    }
+
+
+def stream_completion(chat: ChatRequest, ask: dict) -> StreamingHttpResponse:
+    """Server-sent events in OpenAI's chunk format, with the tokens as the model writes them.
+
+    Retrieval comes first, then generation streams; the Answer is recorded when it ends. The
+    answering service pushes text through a callback, so it runs in a worker thread and this
+    response pulls from a queue. A client that goes away does not stop it: the answer is recorded.
+    """
+    completion_id = f"chatcmpl-{uuid.uuid4().hex}"
+    created = int(time.time())
+    events: queue.Queue = queue.Queue()
+
+    def work() -> None:
+        try:
+            answer = answering.answer(chat.question, on_delta=lambda text: events.put(("delta", text)), **ask)
+            events.put(("done", answer))
+        except Exception as error:
+            logger.exception("Streamed API answer failed")
+            events.put(("error", error))
+        finally:
+            connections.close_all()  # this thread's own connection
+
+    def chunk(delta: dict, finish: str | None = None, **extra) -> str:
+        body = {
+            "id": completion_id,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": chat.model,
+            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+            **extra,
+        }
+        return sse(body)
+
+    def stream() -> Iterator[str]:
+        threading.Thread(target=work, name="api-stream", daemon=True).start()
+        yield chunk({"role": "assistant", "content": ""})
+        sent = ""
+        while True:
+            kind, value = events.get()
+            if kind == "delta":
+                sent += value
+                yield chunk({"content": value})
+            elif kind == "error":
+                failure = ApiError(503, f"The model could not answer: {value}", type="server_error")
+                yield sse(failure.payload())
+                return
+            else:
+                answer = value
+                break
+        if answer.text != sent and answer.text.startswith(sent):  # not covered: nothing was generated
+            yield chunk({"content": answer.text[len(sent) :]})
+        yield chunk({}, finish_reason(answer), answerbot=extension(answer))
+        if chat.include_usage:
+            yield sse(
+                {
+                    "id": completion_id,
+                    "object": "chat.completion.chunk",
+                    "created": created,
+                    "model": chat.model,
+                    "choices": [],
+                    "usage": usage(answer),
+                }
+            )
+        yield "data: [DONE]\n\n"
+
+    response = StreamingHttpResponse(stream(), content_type="text/event-stream")
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"  # nginx: pass events through as they come
+    return response
+
+
+def sse(payload: dict) -> str:
+    return f"data: {json.dumps(payload)}\n\n"

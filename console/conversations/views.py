@@ -1,0 +1,202 @@
+"""The chat page: ask as a logged-in user, read the answer with its sources, vote 👍/👎.
+
+Plain form posts that work without JavaScript (post, redirect, get); chat.js upgrades them to
+fetch calls that swap in the same `_answer.html` fragment, and shows that the model is working.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass, field
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.auth.decorators import login_required
+from django.db.models import Count, Q
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils.html import escape, format_html
+from django.utils.safestring import SafeString, mark_safe
+from django.views.decorators.http import require_GET, require_POST
+
+from console import answering
+from console.conversations import services
+from console.conversations.models import Answer, Feedback, Mode, Platform
+from console.conversations.threads import thread_history
+from ml.generation import AdapterError, GenerationError
+
+SESSION_KEY = "chat_thread"
+RECENT_ANSWERS = 5  # answers of the conversation shown on the page
+STAGES = ("embed", "search", "load", "prompt", "generate", "total")
+_CITATION = re.compile(r"\[(\d+)\]")
+
+console_login_required = login_required(login_url="admin:login")
+
+
+def default_mode_label() -> str:
+    config = answering.channel_config(Platform.WEB, "")
+    mode = answering.resolve_mode(None, config, answering.active_adapter())
+    return f"Default ({Mode(mode).label.lower()})"
+
+
+class AskForm(forms.Form):
+    question = forms.CharField(
+        max_length=4000,
+        widget=forms.Textarea(attrs={"rows": 3, "placeholder": "Ask about the team's documents…"}),
+    )
+    mode = forms.ChoiceField(required=False)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["mode"].choices = [("", default_mode_label()), *Mode.choices]
+
+
+class VoteForm(forms.Form):
+    value = forms.TypedChoiceField(choices=[("1", "👍"), ("-1", "👎")], coerce=int)
+
+
+@dataclass
+class Card:
+    """An answer as the page shows it."""
+
+    answer: Answer
+    up: int = 0
+    down: int = 0
+    my_vote: int = 0
+    sources: list[dict] = field(default_factory=list)
+    timings: list[tuple[str, float]] = field(default_factory=list)
+
+    @property
+    def text_html(self) -> SafeString:
+        """The answer text, escaped, with [n] linked to its source on the page."""
+        numbers = {source["number"] for source in self.sources}
+        pk = self.answer.pk
+
+        def link(match: re.Match) -> str:
+            n = int(match.group(1))
+            if n not in numbers:
+                return match.group(0)
+            return f'<a class="cite" href="#answer-{pk}-source-{n}">[{n}]</a>'
+
+        return mark_safe(_CITATION.sub(link, escape(self.answer.text)).replace("\n", "<br>"))
+
+
+def voter(request: HttpRequest) -> str:
+    return str(request.user.pk)
+
+
+def cards(request: HttpRequest, answer_ids: list[int]) -> list[Card]:
+    """Cards for the given answers, in the given order, with vote counts and the user's own vote."""
+    answers = (
+        Answer.objects.filter(pk__in=answer_ids)
+        .select_related("adapter")
+        .annotate(
+            up=Count("feedback", filter=Q(feedback__value=1)),
+            down=Count("feedback", filter=Q(feedback__value=-1)),
+        )
+    )
+    mine = dict(
+        Feedback.objects.filter(
+            answer__in=answer_ids, voter=answering.hash_id(Platform.WEB, voter(request))
+        ).values_list("answer_id", "value")
+    )
+    by_id = {answer.pk: answer for answer in answers}
+    return [card(by_id[pk], mine.get(pk, 0)) for pk in answer_ids if pk in by_id]
+
+
+def card(answer: Answer, my_vote: int) -> Card:
+    sources = [
+        {**source, "href": source["source"] if source["source"].startswith(("http://", "https://")) else ""}
+        for source in answer.sources
+    ]
+    timings = [(stage, answer.timings[stage]) for stage in STAGES if stage in answer.timings]
+    return Card(answer, answer.up, answer.down, my_vote, sources, timings)
+
+
+def conversation(request: HttpRequest) -> str:
+    """This session's conversation: the `thread` its answers are recorded under."""
+    if SESSION_KEY not in request.session:
+        request.session[SESSION_KEY] = uuid.uuid4().hex
+    return request.session[SESSION_KEY]
+
+
+def recent_ids(request: HttpRequest) -> list[int]:
+    """The conversation's latest answers, newest first."""
+    answers = Answer.objects.filter(platform=Platform.WEB, channel="", thread=conversation(request))
+    return list(answers.order_by("-created_at").values_list("pk", flat=True)[:RECENT_ANSWERS])
+
+
+def wants_fragment(request: HttpRequest) -> bool:
+    return request.headers.get("X-Requested-With") == "fetch"
+
+
+def page(request: HttpRequest, form: AskForm, status: int = 200) -> HttpResponse:
+    context = {
+        **admin.site.each_context(request),
+        "title": "Ask the bot",
+        "form": form,
+        "cards": cards(request, recent_ids(request)),
+    }
+    return render(request, "conversations/chat.html", context, status=status)
+
+
+@console_login_required
+@require_GET
+def chat(request: HttpRequest) -> HttpResponse:
+    return page(request, AskForm())
+
+
+@console_login_required
+@require_POST
+def ask(request: HttpRequest) -> HttpResponse:
+    form = AskForm(request.POST)
+    if not form.is_valid():
+        return failure(request, form, "Write a question first (up to 4000 characters).", status=400)
+    try:
+        answer = answering.answer(
+            form.cleaned_data["question"],
+            platform=Platform.WEB,
+            user=voter(request),
+            thread=conversation(request),
+            history=thread_history(Platform.WEB, "", conversation(request)),
+            mode=form.cleaned_data["mode"] or None,
+        )
+    except (AdapterError, GenerationError) as error:
+        return failure(request, form, f"The model could not answer: {error}", status=503)
+    except (answering.ChannelDisabled, ValueError) as error:
+        return failure(request, form, str(error), status=400)
+    if wants_fragment(request):
+        return render(request, "conversations/_answer.html", {"card": cards(request, [answer.pk])[0]})
+    return redirect(f"{reverse('conversations:chat')}#answer-{answer.pk}")
+
+
+def failure(request: HttpRequest, form: AskForm, message: str, *, status: int) -> HttpResponse:
+    if wants_fragment(request):
+        return HttpResponse(format_html('<p class="errornote">{}</p>', message), status=status)
+    messages.error(request, message)
+    return page(request, form, status=status)
+
+
+@console_login_required
+@require_POST
+def vote(request: HttpRequest, pk: int) -> HttpResponse:
+    answer = get_object_or_404(Answer, pk=pk)
+    form = VoteForm(request.POST)
+    if not form.is_valid():
+        return HttpResponse("A vote is 1 (👍) or -1 (👎).", status=400)
+    services.record_feedback(
+        answer.pk, platform=Platform.WEB, voter=voter(request), value=form.cleaned_data["value"]
+    )
+    if wants_fragment(request):
+        return render(request, "conversations/_answer.html", {"card": cards(request, [answer.pk])[0]})
+    return redirect(f"{reverse('conversations:chat')}#answer-{answer.pk}")
+
+
+@console_login_required
+@require_POST
+def clear(request: HttpRequest) -> HttpResponse:
+    """Start a new conversation: the page and the model forget the earlier answers (they stay recorded)."""
+    request.session.pop(SESSION_KEY, None)
+    return redirect("conversations:chat")
