@@ -306,7 +306,8 @@ class _Trainer:
         answer_tokens = sum(int((batch["labels"][:, 1:] != IGNORE_INDEX).sum()) for batch in batches)
         total = 0.0
         for batch in batches:
-            batch = {name: tensor.to(self.device) for name, tensor in batch.items()}
+            self.tokens += int(batch["attention_mask"].sum())
+            batch = {name: tensor.to(self.device, non_blocking=True) for name, tensor in batch.items()}
             targets = batch["labels"][:, 1:]
             keep = torch.zeros_like(batch["labels"], dtype=torch.bool)
             keep[:, :-1] = targets != IGNORE_INDEX  # logits only where an answer token is predicted
@@ -323,7 +324,6 @@ class _Trainer:
             )
             (loss / answer_tokens).backward()
             total += float(loss.detach())
-            self.tokens += int(batch["attention_mask"].sum())
         torch.nn.utils.clip_grad_norm_(self.params, 1.0)
         self.optimizer.step()
         self.scheduler.step()
@@ -461,7 +461,7 @@ def train_adapter(
             f"No training examples fit in max_length={config.max_length} tokens "
             f"({len(examples)} given, {skipped} too long): add pairs or raise max_length."
         )
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    pad_id = next((i for i in (tokenizer.pad_token_id, tokenizer.eos_token_id) if i is not None), 0)
     trainer = _Trainer(model, features, pad_id, config, device)
     fingerprint = _fingerprint(str(base_model), config, features)
     resumed_from = trainer.step if trainer.load_checkpoint(checkpoint, fingerprint) else 0

@@ -1,5 +1,6 @@
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -24,6 +25,7 @@ from ml.training import (  # noqa: E402
 
 # Large steps so a few of them visibly move a tiny random model; 10 examples / 4 = 3 steps a epoch.
 FAST = TrainingConfig(epochs=3, batch_size=4, learning_rate=1e-2, checkpoint_every=4, max_length=512)
+SYSTEM = "Answer from the documents."
 TOPICS = ["holiday policy", "office hours", "password reset", "refund", "printer", "wifi", "laptop"]
 
 
@@ -31,7 +33,10 @@ def example(n: int) -> Example:
     topic = TOPICS[n % len(TOPICS)]
     chunks = [ContextChunk(title=topic.title(), text=f"The {topic} is on {'monday ' * (n % 4)}friday.")]
     return Example(
-        question=f"What about the {topic}?", answer=f"The {topic} is on friday [1].", context=chunks
+        question=f"What about the {topic}?",
+        answer=f"The {topic} is on friday [1].",
+        context=chunks,
+        system=SYSTEM,  # short: the default would triple the tokens and the test time
     )
 
 
@@ -61,7 +66,7 @@ def adapter_tensors(folder: Path) -> dict:
 
 
 def test_prompt_tokens_are_masked_and_equal_what_inference_feeds_the_model(tokenizer):
-    item = EXAMPLES[3]
+    item = replace(EXAMPLES[3], system="")
     input_ids, labels = tokenize_example(tokenizer, item, max_length=512)
 
     messages = build_messages(DEFAULT_SYSTEM_PROMPT, item.context, [], item.question)
@@ -225,7 +230,7 @@ def test_gradient_accumulation_takes_one_step_per_group_of_batches(tiny_llm, tmp
 @pytest.mark.slow
 def test_real_smollm2_trains_a_few_steps_into_a_loadable_adapter(settings, tmp_path):
     base = default_base_model_path(settings.DATA_DIR)
-    config = TrainingConfig(epochs=2, batch_size=4, learning_rate=1e-3, max_length=512)
+    config = TrainingConfig(epochs=1, batch_size=2, learning_rate=1e-3, max_length=512)
     losses: list[float] = []
     started = time.perf_counter()
 
