@@ -35,7 +35,6 @@ ANSWER_THREADS = 4  # generation is serialised per model anyway; more threads on
 LISTENER_THREADS = 8
 REACTION_VOTES = {"+1": 1, "thumbsup": 1, "-1": -1, "thumbsdown": -1}
 BUTTON_VOTES = {blocks.VOTE_UP: 1, blocks.VOTE_DOWN: -1}
-_MENTION = re.compile(r"<@[A-Z0-9]+(?:\|[^>]*)?>")
 
 
 @dataclass(frozen=True)
@@ -107,11 +106,11 @@ def skip_repeated_events(body, next):
     return next()
 
 
-def on_mention(event, client):
+def on_mention(event, context, client):
+    """A mention in a channel: answered in the thread it starts (or continues)."""
     thread = event.get("thread_ts") or event["ts"]
-    start_answer(
-        client, Question(_MENTION.sub("", event.get("text", "")).strip(), **_origin(event), thread=thread)
-    )
+    question = _without_mention(event.get("text", ""), context.bot_user_id)
+    start_answer(client, Question(question, **_origin(event), thread=thread))
 
 
 def on_message(event, client):
@@ -182,6 +181,12 @@ def on_reaction(event, context, client):
 
 
 # --- answering ------------------------------------------------------------------------------
+
+
+def _without_mention(text: str, bot_user: str | None) -> str:
+    """The question without the bot's own <@U…> mention; other people's mentions stay."""
+    who = re.escape(bot_user) if bot_user else "[A-Z0-9]+"
+    return re.sub(rf"<@{who}(?:\|[^>]*)?>", "", text).strip()
 
 
 def _origin(event: dict) -> dict:

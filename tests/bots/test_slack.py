@@ -417,9 +417,57 @@ def test_switched_off_channel_gets_no_answer(slack, fake_slack):
     assert fake_slack.calls_to("chat.postMessage") == [] and Answer.objects.count() == 0
 
 
+def test_socket_mode_app_answers_once_through_bolts_socket_mode_dispatch(slack, fake_slack):
+    """Socket Mode: the same App, fed as SocketModeHandler feeds it (no signature; retries deduped)."""
+    from slack_bolt.adapter.socket_mode.internals import run_bolt_app
+    from slack_sdk.socket_mode.request import SocketModeRequest
+
+    from bots.slack import build_app
+
+    app = build_app(socket_mode=True)
+    assert [c.method for c in fake_slack.calls] == ["auth.test"]  # the token is checked at start-up
+    payload = json.loads(
+        slack.event_body(
+            {
+                "type": "app_mention",
+                "user": "U0ALICE",
+                "text": f"<@{BOT_USER}> {QUESTION}",
+                "ts": slack.next_ts(),
+            }
+            | {"channel": "C0OPS", "team": TEAM}
+        )
+    )
+    for attempt in (None, 1):
+        request = SocketModeRequest(
+            type="events_api", envelope_id=f"env-{attempt}", payload=payload, retry_attempt=attempt
+        )
+        assert run_bolt_app(app, request).status == 200
+    answered(fake_slack)
+    time.sleep(0.3)
+    assert len(fake_slack.calls_to("chat.postMessage")) == 1 and Answer.objects.count() == 1
+
+
+def test_runslackbot_explains_what_socket_mode_needs(settings):
+    from django.core.management import CommandError, call_command
+
+    settings.SLACK_BOT_TOKEN, settings.SLACK_APP_TOKEN = "xoxb-test-token", ""
+    with pytest.raises(CommandError, match="SLACK_APP_TOKEN"):
+        call_command("runslackbot")
+
+
 def test_not_configured_slack_answers_503(client, settings):
     settings.SLACK_BOT_TOKEN = ""
     assert client.post("/slack/events", data="{}", content_type="application/json").status_code == 503
+
+
+def test_first_delivery_claims_an_event_id_once():
+    from console.conversations.events import first_delivery
+
+    event_id = f"Ev{uuid.uuid4().hex}"
+    assert first_delivery("slack", event_id) is True
+    assert first_delivery("slack", event_id) is False
+    assert first_delivery("discord", event_id) is True
+    assert first_delivery("slack", "") is True and first_delivery("slack", "") is True
 
 
 # --- rendering and the manifest (no server needed) ------------------------------------------
