@@ -255,7 +255,7 @@ def chat_completions(request: HttpRequest, api_key: ApiKey) -> HttpResponse:
 
 
 def finish_reason(answer: Answer) -> str:
-    """ "length" when generation stopped at the token limit, as OpenAI reports it; else "stop"."""
+    """Why generation ended, as OpenAI reports it: "length" at the token limit, else "stop"."""
     return "length" if answer.completion_tokens >= settings.GENERATION_MAX_NEW_TOKENS else "stop"
 
 
