@@ -233,12 +233,19 @@ def _answer_and_reply(client: WebClient, question: Question, placeholder: str) -
         client.chat_delete(channel=question.channel, ts=placeholder)
     except Exception:
         logger.exception("slack %s: answering failed", question.channel)
-        client.chat_update(channel=question.channel, ts=placeholder, text=blocks.SORRY)
+        _say_sorry(client, question.channel, placeholder)
     finally:
         connections.close_all()
 
 
-_bot_users: dict[str, bool] = {}
+def _say_sorry(client: WebClient, channel: str, placeholder: str) -> None:
+    try:
+        client.chat_update(channel=channel, ts=placeholder, text=blocks.SORRY)
+    except Exception:
+        logger.exception("slack %s: could not replace placeholder %s", channel, placeholder)
+
+
+_bot_users: dict[str, bool] = {"USLACKBOT": True}
 
 
 def is_bot(client: WebClient, user: str) -> bool:
@@ -249,5 +256,5 @@ def is_bot(client: WebClient, user: str) -> bool:
         except SlackApiError as error:
             logger.warning("users.info %s failed (%s); counting the vote", user, error.response.get("error"))
             return False
-        _bot_users[user] = bool(profile.get("is_bot") or profile.get("is_app_user"))
+        _bot_users[user] = bool(profile.get("is_bot"))
     return _bot_users[user]

@@ -417,6 +417,13 @@ def test_switched_off_channel_gets_no_answer(slack, fake_slack):
     assert fake_slack.calls_to("chat.postMessage") == [] and Answer.objects.count() == 0
 
 
+def test_a_failed_answer_replaces_the_placeholder_with_an_apology(slack, fake_slack, settings):
+    settings.GENERATOR, settings.LLM_API_URL = "openai", ""  # misconfigured: answering raises
+    slack.mention()
+    (update,) = fake_slack.wait_for("chat.update")
+    assert update.args["text"] == slack_blocks.SORRY and Answer.objects.count() == 0
+
+
 def test_socket_mode_app_answers_once_through_bolts_socket_mode_dispatch(slack, fake_slack):
     """Socket Mode: the same App, fed as SocketModeHandler feeds it (no signature; retries deduped)."""
     from slack_bolt.adapter.socket_mode.internals import run_bolt_app
