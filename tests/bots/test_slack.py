@@ -252,6 +252,21 @@ def test_bad_signature_gets_401_and_does_nothing(slack, fake_slack, signature, a
     assert Answer.objects.count() == 0
 
 
+def test_url_verification_challenge_is_answered(slack):
+    body = json.dumps(
+        {
+            "token": "legacy",
+            "challenge": "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P",
+            "type": "url_verification",
+        }
+    )
+    response = slack.post(body, "application/json")
+    assert (
+        response.status_code == 200
+        and "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P" in response.text
+    )
+
+
 def test_button_votes_record_one_vote_per_voter(slack, fake_slack):
     slack.mention()
     answered(fake_slack)
