@@ -381,8 +381,15 @@ class FakeDiscord:
     def interaction_calls(self, token: str) -> list[Call]:
         return [c for c in self.calls if token in c.path]
 
-    def interaction(self, kind: int, data: dict, user_id: int = USER_ID, message: dict | None = None) -> dict:
-        """An INTERACTION_CREATE payload for a guild text channel, as the gateway delivers it."""
+    def interaction(
+        self,
+        kind: int,
+        data: dict,
+        user_id: int = USER_ID,
+        message: dict | None = None,
+        channel: dict | None = None,
+    ) -> dict:
+        """An INTERACTION_CREATE payload (a guild text channel unless `channel`), as the gateway delivers it."""
         interaction_id = self.snowflake()
         payload = {
             "id": interaction_id,
@@ -422,11 +429,14 @@ class FakeDiscord:
         }
         if message is not None:
             payload["message"] = message
+        if channel is not None:
+            payload["channel"], payload["channel_id"] = channel, channel["id"]
         return payload
 
-    def slash_ask(self, question: str) -> dict:
+    def slash_ask(self, question: str, channel: dict | None = None) -> dict:
         option = {"name": "question", "type": 3, "value": question}
-        return self.interaction(2, {"id": self.snowflake(), "name": "ask", "type": 1, "options": [option]})
+        data = {"id": self.snowflake(), "name": "ask", "type": 1, "options": [option]}
+        return self.interaction(2, data, channel=channel)
 
     def click(self, message: dict, custom_id: str, user_id: int = USER_ID) -> dict:
         return self.interaction(3, {"custom_id": custom_id, "component_type": 2}, user_id, message)
@@ -518,6 +528,51 @@ def test_vote_buttons_record_one_vote_per_user_and_survive_a_restart(use_tiny_ll
     for response in responses:
         assert response.json["type"] == 4 and response.json["data"]["flags"] & 64  # an ephemeral thank-you
         assert "recorded" in response.json["data"]["content"]
+
+
+THREAD = {
+    "id": "900000000000000009",
+    "type": 11,  # a public thread under CHANNEL_ID
+    "guild_id": str(GUILD_ID),
+    "parent_id": str(CHANNEL_ID),
+    "owner_id": str(USER_ID),
+    "name": "Paging question",
+    "thread_metadata": {
+        "archived": False,
+        "auto_archive_duration": 1440,
+        "archive_timestamp": "2026-01-01T00:00:00+00:00",
+        "locked": False,
+    },
+    "member_count": 1,
+    "message_count": 1,
+    "rate_limit_per_user": 0,
+    "flags": 0,
+}
+
+
+def test_questions_in_a_thread_belong_to_the_parent_channel_and_its_settings(
+    use_tiny_llm, handbook, fake_discord
+):
+    async def scenario():
+        async with fake_discord() as fake, started_bot() as bot:
+            for answered in (1, 2):  # the second is a follow-up in the same thread
+                bot._connection.parse_interaction_create(fake.slash_ask(QUESTION, channel=THREAD))
+                await eventually(lambda n=answered: Answer.objects.exclude(message_id="").count() == n)
+            await discord_bot._off_loop(
+                ChannelSettings.objects.create, platform="discord", channel_id=str(CHANNEL_ID), enabled=False
+            )
+            switched_off = fake.slash_ask(QUESTION, channel=THREAD)
+            bot._connection.parse_interaction_create(switched_off)
+            await eventually(lambda: len(fake.interaction_calls(switched_off["token"])) == 2)
+            return fake.interaction_calls(switched_off["token"])[1]
+
+    refusal = asyncio.run(scenario())
+    assert set(Answer.objects.values_list("channel", "thread", "workspace")) == {
+        (str(CHANNEL_ID), THREAD["id"], str(GUILD_ID))
+    }
+    first, follow_up = Answer.objects.order_by("pk")
+    assert follow_up.prompt_tokens > first.prompt_tokens  # the thread's earlier turn came along
+    assert refusal.json["content"] == discord_bot.SWITCHED_OFF
 
 
 # --- start-up and reconnecting --------------------------------------------------------------------
