@@ -16,7 +16,7 @@ import random
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import discord
@@ -27,9 +27,11 @@ from django.db import close_old_connections
 
 from bots.discord_format import answer_messages, strip_mention, vote_value
 from console.answering import ChannelDisabled, answer
-from console.conversations.models import Answer
 from console.conversations.services import record_feedback
 from console.conversations.threads import answer_for_message, attach_message, thread_history
+
+if TYPE_CHECKING:
+    from console.conversations.models import Answer
 
 logger = logging.getLogger(__name__)
 
@@ -286,6 +288,8 @@ async def serve(
             if getattr(bot, "was_ready", False):
                 delay = first_delay  # it was up: a new outage starts the back-off again
             wait = delay * random.uniform(1.0, 1.25)
-            logger.warning("discord connection failed (%r); retrying in %.1f s", error, wait)
+            logger.warning(
+                "discord connection failed (%s: %s); retrying in %.1f s", type(error).__name__, error, wait
+            )
             await sleep(wait)
             delay = min(delay * 2, max_delay)

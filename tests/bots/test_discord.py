@@ -507,8 +507,10 @@ def test_vote_buttons_record_one_vote_per_user_and_survive_a_restart(use_tiny_ll
                 answer = await discord_bot._off_loop(Answer.objects.get)
                 message = fake.messages[answer.message_id]
                 up, down = buttons(message)
-                bot._connection.parse_interaction_create(fake.click(message, up))
-                await eventually(lambda: Feedback.objects.filter(value=1).exists())
+                first_click = fake.click(message, up)
+                bot._connection.parse_interaction_create(first_click)
+                await eventually(lambda: len(fake.interaction_calls(first_click["token"])) == 1)
+                assert await discord_bot._off_loop(lambda: Feedback.objects.filter(value=1).count()) == 1
             async with started_bot() as restarted:  # a new process: only the start-up registration helps
                 assert message["id"] not in {
                     str(i) for i in restarted._connection._view_store._synced_message_views
