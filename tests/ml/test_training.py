@@ -1,4 +1,6 @@
 import os
+import subprocess
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -241,3 +243,9 @@ def test_real_smollm2_trains_a_few_steps_into_a_loadable_adapter(settings, tmp_p
     assert result.steps == 4 and losses[-1] < losses[0]
     LocalGenerator(base).ensure_adapter("smol", result.adapter_path)
     print(f"{time.perf_counter() - started:.1f} s, {result.tokens_per_second:.0f} tokens/s, losses {losses}")
+
+
+def test_importing_training_and_evaluation_loads_no_torch():
+    # An RQ worker imports job modules before forking; CUDA must not be initialised by then.
+    code = "import sys, ml.training, ml.evaluation; sys.exit('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).parents[2]).returncode == 0
