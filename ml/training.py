@@ -117,7 +117,9 @@ def tokenize_example(tokenizer, example: Example, max_length: int) -> Features:
     """
     answer = neutralise(example.answer).strip()
     if not answer:
-        raise ValueError(f"Example {example.question[:60]!r} has an empty answer.")
+        raise ValueError(
+            f"Example {example.question[:60]!r} has an empty answer: give it one or leave it out."
+        )
     keep = len(example.context)
     while True:
         messages = _messages(example, example.context[:keep])

@@ -103,6 +103,11 @@ def test_too_long_context_loses_its_last_chunks_but_never_the_answer(tokenizer):
         tokenize_example(tokenizer, item, max_length=len(one_chunk) - 1)
 
 
+def test_an_empty_answer_is_refused_with_a_reason(tokenizer):
+    with pytest.raises(ValueError, match="empty answer"):
+        tokenize_example(tokenizer, Example(question="Why?", answer="  ", context=[]), max_length=512)
+
+
 def test_length_grouped_batches_pad_far_less_than_padding_to_the_global_longest():
     lengths = [(n * 37) % 200 + 20 for n in range(64)]
     batches = plan_batches(lengths, 8, seed=42, epoch=0)
