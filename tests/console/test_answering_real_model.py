@@ -17,7 +17,9 @@ def test_smollm2_answers_a_demo_question_with_the_fact_from_the_document(setting
     settings.GENERATION_TEMPERATURE = 0.0
     settings.GENERATION_MAX_NEW_TOKENS = 48
     demo = django_settings.BASE_DIR / "examples" / "knowledge"
-    call_command("ingest", str(demo), collection="demo", sync=True, stdout=io.StringIO(), stderr=io.StringIO())
+    call_command(
+        "ingest", str(demo), collection="demo", sync=True, stdout=io.StringIO(), stderr=io.StringIO()
+    )
 
     answer = answering.answer("how much traffic does the canary get and for how long", platform="cli")
 
