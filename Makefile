@@ -42,3 +42,5 @@ stop: setup
 
 bench: setup
 	$(PY) bench/retrieval.py
+	$(PY) bench/answer.py
+	$(PY) bench/train.py
