@@ -30,6 +30,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench import docs  # noqa: E402
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "console.settings")
 os.environ.setdefault("SECRET_KEY", "benchmark-only-secret-key")
 os.environ.setdefault("LOG_LEVEL", "WARNING")  # also hides sentence-transformers' progress bars
@@ -868,22 +871,8 @@ def render_markdown(report: Report) -> str:
 
 
 def write_section(path: Path, body: str) -> None:
-    """Replace this benchmark's marked section of `path`, leaving the rest (other benchmarks) alone."""
-    section = f"{START}\n{body.rstrip()}\n{END}"
-    if path.exists():
-        text = path.read_text(encoding="utf-8")
-    else:
-        text = (
-            "# Benchmarks\n\nWritten by the scripts in `bench/`; each owns the section between its markers.\n"
-        )
-    pattern = re.compile(re.escape(START) + ".*?" + re.escape(END), re.S)
-    text = (
-        pattern.sub(lambda _: section, text, count=1)
-        if pattern.search(text)
-        else f"{text.rstrip()}\n\n{section}\n"
-    )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
+    """Replace this benchmark's marked section of `path`, leaving the other benchmarks' alone."""
+    docs.write_section(path, START, END, body)
 
 
 # --- Main -----------------------------------------------------------------------------------

@@ -22,7 +22,6 @@ import json
 import os
 import platform
 import random
-import re
 import statistics
 import sys
 import tempfile
@@ -35,6 +34,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench import docs  # noqa: E402
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
@@ -540,21 +542,8 @@ GPU_NOTE = (
 
 
 def write_section(path: Path, body: str) -> None:
-    """Replace this benchmark's marked section of `path` (read just now), leaving the rest alone."""
-    section = f"{START}\n{body.rstrip()}\n{END}"
-    if path.exists():
-        text = path.read_text(encoding="utf-8")
-    else:
-        text = (
-            "# Benchmarks\n\nWritten by the scripts in `bench/`; each owns the section between its markers.\n"
-        )
-    pattern = re.compile(re.escape(START) + ".*?" + re.escape(END), re.S)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section, text, count=1)
-    else:
-        text = f"{text.rstrip()}\n\n{section}\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
+    """Replace this benchmark's marked section of `path`, leaving the other benchmarks' alone."""
+    docs.write_section(path, START, END, body)
 
 
 # --- Main --------------------------------------------------------------------------------------
