@@ -30,7 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench import docs  # noqa: E402
+from bench.docs import machine_info, write_section  # noqa: E402
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "console.settings")
 os.environ.setdefault("SECRET_KEY", "benchmark-only-secret-key")
@@ -208,14 +208,6 @@ def ingest_demo_kb() -> None:
 
     with open(os.devnull, "w") as quiet, contextlib.redirect_stderr(quiet):
         call_command("ingest", str(KB_DIR), collection="demo", sync=True, stdout=quiet)
-
-
-def machine_info() -> dict[str, str]:
-    cpu = platform.processor() or "unknown"
-    with contextlib.suppress(OSError, StopIteration):
-        with open("/proc/cpuinfo") as cpuinfo:
-            cpu = next(line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name"))
-    return {"cores": str(len(os.sched_getaffinity(0))), "cpu": cpu}
 
 
 def versions() -> dict[str, str]:
@@ -602,11 +594,6 @@ def render_markdown(report: Report) -> str:
     return "\n".join(lines)
 
 
-def write_section(path: Path, body: str) -> None:
-    """Replace this benchmark's marked section of `path`, leaving the other benchmarks' alone."""
-    docs.write_section(path, START, END, body)
-
-
 # --- Main -------------------------------------------------------------------------------------
 
 
@@ -679,7 +666,7 @@ def main() -> None:
     print(render_text(report))
     docs = args.docs or (None if args.quick else DOCS)
     if docs:
-        write_section(docs, render_markdown(report))
+        write_section(docs, START, END, render_markdown(report))
         print(f"\nWrote {docs}")
 
 

@@ -31,7 +31,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench import docs  # noqa: E402
+from bench.docs import machine_info, write_section  # noqa: E402
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "console.settings")
 os.environ.setdefault("SECRET_KEY", "benchmark-only-secret-key")
@@ -188,23 +188,6 @@ def raw_connection():
         yield conn
     finally:
         conn.close()
-
-
-def machine_info() -> dict[str, str]:
-    cpu = platform.processor() or "unknown"
-    memory = ""
-    with contextlib.suppress(OSError):
-        cpu = next(
-            (
-                line.split(":", 1)[1].strip()
-                for line in open("/proc/cpuinfo")
-                if line.startswith("model name")
-            ),
-            cpu,
-        )
-        kib = next(int(line.split()[1]) for line in open("/proc/meminfo") if line.startswith("MemTotal"))
-        memory = f"{kib / 1024 / 1024:.0f} GiB"
-    return {"cores": str(len(os.sched_getaffinity(0))), "cpu": cpu, "memory": memory}
 
 
 def versions() -> dict[str, str]:
@@ -870,11 +853,6 @@ def render_markdown(report: Report) -> str:
     return "\n".join(lines)
 
 
-def write_section(path: Path, body: str) -> None:
-    """Replace this benchmark's marked section of `path`, leaving the other benchmarks' alone."""
-    docs.write_section(path, START, END, body)
-
-
 # --- Main -----------------------------------------------------------------------------------
 
 
@@ -923,7 +901,7 @@ def main() -> None:
     print(render_text(report))
     docs = args.docs or (None if args.quick else DOCS)
     if docs:
-        write_section(docs, render_markdown(report))
+        write_section(docs, START, END, render_markdown(report))
         print(f"\nWrote {docs}")
 
 

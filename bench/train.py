@@ -20,7 +20,6 @@ import argparse
 import contextlib
 import json
 import os
-import platform
 import random
 import statistics
 import sys
@@ -35,7 +34,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench import docs  # noqa: E402
+from bench.docs import machine_info, write_section  # noqa: E402
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
@@ -224,33 +223,17 @@ def run_ours(base_model, examples, config, device, lengths, budget, work: Path) 
 def run_baseline(base_model, examples, config, device, lengths, budget, work: Path) -> Run:
     """The plain recipe: load, wrap in peft, tokenize, Trainer with defaults, save the adapter."""
     import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainerCallback, TrainingArguments
+    from transformers import Trainer, TrainerCallback, TrainingArguments
     from transformers.trainer_callback import PrinterCallback
 
-    from ml.training import tokenize_examples
+    from ml.training import load_lora_model, tokenize_examples
 
     width, rows = max(lengths), config.batch_size
     full, rest = divmod(len(lengths), rows)
     clock = Clock(
         [width * rows] * full + [width * rest] * bool(rest), *budget, sync=device.startswith("cuda")
     )
-    on_gpu = device.startswith("cuda")
-    tokenizer = AutoTokenizer.from_pretrained(base_model, local_files_only=True)
-    model = AutoModelForCausalLM.from_pretrained(
-        base_model,
-        local_files_only=True,
-        dtype=torch.bfloat16 if on_gpu else torch.float32,
-        attn_implementation="sdpa" if on_gpu else None,
-    )
-    lora = LoraConfig(
-        r=config.lora_rank,
-        lora_alpha=config.lora_alpha,
-        lora_dropout=config.lora_dropout,
-        target_modules=config.target_modules,
-        task_type="CAUSAL_LM",
-    )
-    model = get_peft_model(model, lora)
+    model, tokenizer = load_lora_model(str(base_model), config, device)  # the same model setup as ours
     features, _ = tokenize_examples(tokenizer, examples, config.max_length)
     dataset = [{"input_ids": ids, "labels": labels} for ids, labels in features]
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
@@ -277,7 +260,7 @@ def run_baseline(base_model, examples, config, device, lengths, budget, work: Pa
         num_train_epochs=1,
         report_to=[],
         disable_tqdm=True,  # cosmetic: no progress bar in the bench's output
-        use_cpu=not on_gpu,
+        use_cpu=not device.startswith("cuda"),
     )
     trainer = Trainer(
         model=model,
@@ -413,12 +396,9 @@ def rows(report: Report) -> list[list[str]]:
     return table
 
 
-def machine() -> str:
-    cpu = platform.processor() or "unknown"
-    with contextlib.suppress(OSError, StopIteration):
-        with open("/proc/cpuinfo") as cpuinfo:
-            cpu = next(line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name"))
-    return f"{len(os.sched_getaffinity(0))} cores {cpu}"
+def _machine() -> str:
+    info = machine_info()
+    return f"{info['cores']} cores {info['cpu']}"
 
 
 def device_name(device: str) -> str:
@@ -426,7 +406,7 @@ def device_name(device: str) -> str:
 
     if device.startswith("cuda"):
         return f"{torch.cuda.get_device_name(device)} (bf16, SDPA)"
-    return f"CPU, fp32, {torch.get_num_threads()} torch threads, {machine()}"
+    return f"CPU, fp32, {torch.get_num_threads()} torch threads, {_machine()}"
 
 
 def targets(report: Report) -> list[list[str]]:
@@ -541,11 +521,6 @@ GPU_NOTE = (
 )
 
 
-def write_section(path: Path, body: str) -> None:
-    """Replace this benchmark's marked section of `path`, leaving the other benchmarks' alone."""
-    docs.write_section(path, START, END, body)
-
-
 # --- Main --------------------------------------------------------------------------------------
 
 
@@ -635,7 +610,9 @@ def main() -> None:
     print(render_text(report))
     docs = args.docs or (None if args.quick else DOCS)
     if docs:
-        write_section(docs, render_markdown(report, "" if device.startswith("cuda") else GPU_NOTE))
+        write_section(
+            docs, START, END, render_markdown(report, "" if device.startswith("cuda") else GPU_NOTE)
+        )
         print(f"\nWrote {docs}")
 
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+from bots.text import split_text
+
 MESSAGE_LIMIT = 2000  # Discord rejects longer message content
 VOTE_EMOJI = {"👍": 1, "👎": -1}
 _EMOJI_MODIFIERS = re.compile("[\U0001f3fb-\U0001f3ff\ufe0f]")  # skin tones, emoji presentation
@@ -42,22 +44,8 @@ def render_answer(text: str, sources: Iterable[dict]) -> str:
 
 
 def split_message(text: str, limit: int = MESSAGE_LIMIT) -> list[str]:
-    """Pieces of at most `limit` characters, cut at a paragraph, line or word break where possible."""
-    pieces: list[str] = []
-    rest = text.strip()
-    while len(rest) > limit:
-        window = rest[: limit + 1]
-        for separator in ("\n\n", "\n", " "):
-            cut = window.rfind(separator)
-            if cut >= limit // 2:
-                break
-        else:  # no break in the second half: cut hard rather than send tiny pieces
-            cut = limit
-        pieces.append(rest[:cut].rstrip())
-        rest = rest[cut:].lstrip()
-    if rest or not pieces:
-        pieces.append(rest)
-    return pieces
+    """Pieces within Discord's message limit."""
+    return split_text(text, limit)
 
 
 def answer_messages(text: str, sources: Iterable[dict]) -> list[str]:

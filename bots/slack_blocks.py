@@ -10,6 +10,8 @@ import json
 import re
 from collections.abc import Sequence
 
+from bots.text import split_text
+
 SECTION_LIMIT = 3000
 BLOCKS_PER_MESSAGE = 50
 THINKING = "_Thinking…_"
@@ -43,22 +45,6 @@ def to_mrkdwn(markdown: str) -> str:
     text = _MD_BULLET.sub(lambda m: f"{m.group(1)}• ", text)
     text = _MD_BOLD.sub(lambda m: f"*{m.group(1) or m.group(2)}*", text)
     return _MD_STRIKE.sub(r"~\1~", text)
-
-
-def split_text(text: str, limit: int = SECTION_LIMIT) -> list[str]:
-    """Pieces of at most `limit` characters, cut at a paragraph, line or word break when there is one."""
-    pieces = []
-    text = text.strip()
-    while len(text) > limit:
-        window = text[:limit]
-        cut = max(window.rfind("\n\n"), window.rfind("\n"), window.rfind(" "))
-        if cut < limit // 2:
-            cut = limit
-        pieces.append(text[:cut].rstrip())
-        text = text[cut:].lstrip()
-    if text or not pieces:
-        pieces.append(text)
-    return pieces
 
 
 def source_link(source: dict) -> str:
@@ -98,7 +84,7 @@ def answer_messages(answer_id: int, text: str, sources: Sequence[dict], *, asked
     blocks: list[dict] = []
     if asked:
         blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": asked[:SECTION_LIMIT]}]})
-    pieces = split_text(to_mrkdwn(text))
+    pieces = split_text(to_mrkdwn(text), SECTION_LIMIT)
     blocks += [{"type": "section", "text": {"type": "mrkdwn", "text": piece}} for piece in pieces]
     if sources:
         blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": sources_line(sources)}]})

@@ -202,7 +202,7 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)  # seeds CUDA too, lazily
 
 
-def _load_lora_model(base_model: str, config: TrainingConfig, device: str):
+def load_lora_model(base_model: str, config: TrainingConfig, device: str):
     """Base weights (bf16 + SDPA on a GPU, fp32 on a CPU) with fresh LoRA layers, and the tokenizer."""
     import torch
     from peft import LoraConfig, get_peft_model
@@ -456,7 +456,7 @@ def train_adapter(
     checkpoint = work_dir / CHECKPOINT_FOLDER
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     _seed_everything(config.seed)
-    model, tokenizer = _load_lora_model(str(base_model), config, device)
+    model, tokenizer = load_lora_model(str(base_model), config, device)
     features, skipped = tokenize_examples(tokenizer, examples, config.max_length)
     if not features:
         raise ValueError(
