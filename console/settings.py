@@ -116,6 +116,9 @@ REDIS_URL = os.environ.get("REDIS_URL", "")
 if not REDIS_URL:
     REDIS_URL = embedded.redis_url(DATA_DIR)
 INGEST_JOB_TIMEOUT = env_int("INGEST_JOB_TIMEOUT", 60 * 30)
+# Documents indexed together in one job: their chunks share one embedding pass.
+INGEST_BATCH_DOCUMENTS = env_int("INGEST_BATCH_DOCUMENTS", 16)
+INGEST_BATCH_MB = env_float("INGEST_BATCH_MB", 4)
 TRAIN_JOB_TIMEOUT = env_int("TRAIN_JOB_TIMEOUT", 60 * 60 * 6)
 RQ = {"WORKER_CLASS": "console.workers.Worker"}  # marks a job's rows failed if its process dies
 RQ_QUEUES = {

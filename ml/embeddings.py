@@ -56,26 +56,27 @@ def embed(
     batch_size: int = 32,
     progress: Callable[[int, int], None] | None = None,
 ) -> np.ndarray:
-    """Unit-length float32 embeddings, one row per text.
+    """Unit-length float32 embeddings, one row per text, in the order given.
 
-    `progress(done, total)` is called after each batch, so long ingestions can report.
+    Texts are embedded longest first, as SentenceTransformer.encode orders one call, so each
+    batch holds texts of similar length and pads little; `progress(done, total)` is called
+    after each batch, so long ingestions can report.
     """
     model = get_model(model_name)
     total = len(texts)
-    rows: list[np.ndarray] = []
+    if not total:
+        return np.zeros((0, dimensions(model_name)), dtype=np.float32)
+    order = sorted(range(total), key=lambda i: -len(texts[i]))
+    vectors = np.empty((total, dimensions(model_name)), dtype=np.float32)
     for start in range(0, total, batch_size):
-        batch = list(texts[start : start + batch_size])
-        rows.append(
-            model.encode(
-                batch,
-                batch_size=batch_size,
-                normalize_embeddings=True,
-                convert_to_numpy=True,
-                show_progress_bar=False,
-            )
+        rows = order[start : start + batch_size]
+        vectors[rows] = model.encode(
+            [texts[i] for i in rows],
+            batch_size=batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
         )
         if progress:
             progress(min(start + batch_size, total), total)
-    if not rows:
-        return np.zeros((0, dimensions(model_name)), dtype=np.float32)
-    return np.vstack(rows).astype(np.float32, copy=False)
+    return vectors

@@ -114,18 +114,19 @@ class DocumentAdmin(admin.ModelAdmin):
         return render(request, "admin/knowledge/document/upload.html", context)
 
     def _register_uploads(self, data) -> tuple[int, int, int]:
-        queued = skipped = failed = 0
+        changed: list[Document] = []
+        skipped = failed = 0
         with transaction.atomic():
             for upload in data["files"]:
                 registration = services.register_file(data["collection"], upload.name, upload.read())
                 if registration.changed:
-                    services.enqueue_index(registration.document)
-                    queued += 1
+                    changed.append(registration.document)
                 elif registration.document.status == Document.Status.FAILED:
                     failed += 1
                 else:
                     skipped += 1
-        return queued, skipped, failed
+            services.enqueue_index(changed)
+        return len(changed), skipped, failed
 
     def changelist_view(self, request, extra_context=None):
         busy = Document.objects.filter(

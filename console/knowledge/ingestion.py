@@ -57,16 +57,16 @@ def register_paths(collection: Collection, paths: list[Path], summary: IngestSum
 
 
 def index_now(documents: list[Document], summary: IngestSummary, on_progress: Callable[[Document], None]):
-    for document in documents:
-        result = services.index_document(document.pk)
-        (summary.indexed if result.status == Document.Status.INDEXED else summary.failed).append(result)
-        on_progress(result)
+    """Index in this process, a batch at a time (one embedding pass per batch)."""
+    for batch in services.batches(documents):
+        for result in services.index_documents([document.pk for document in batch]):
+            (summary.indexed if result.status == Document.Status.INDEXED else summary.failed).append(result)
+            on_progress(result)
 
 
 def enqueue(documents: list[Document], summary: IngestSummary) -> None:
     with transaction.atomic():
-        for document in documents:
-            services.enqueue_index(document)
+        services.enqueue_index(documents)
     summary.queued.extend(documents)
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 from console.knowledge import services
 
 
-def index_document(document_id: int) -> str:
-    document = services.index_document(document_id)
-    return document.status
+def index_documents(document_ids: list[int]) -> dict[int, str]:
+    """Index a batch of documents; returns each one's status."""
+    return {document.pk: document.status for document in services.index_documents(document_ids)}
 
 
-def index_document_failed(job, connection, exc_type, exc_value, traceback) -> None:
-    """on_failure callback: a job that died or timed out leaves its document failed, not 'indexing'."""
+def index_documents_failed(job, connection, exc_type, exc_value, traceback) -> None:
+    """on_failure callback: a job that died or timed out leaves its documents failed, not 'indexing'."""
     services.mark_interrupted(job.args[0], f"{exc_type.__name__}: {exc_value}")

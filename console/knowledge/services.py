@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,48 +80,111 @@ def _too_large_message(size: int) -> str:
     )
 
 
-def enqueue_index(document: Document) -> None:
-    """Queue indexing on the `ingest` queue once the surrounding transaction commits."""
-    document_id = document.pk
+def batches(documents: Sequence[Document]) -> Iterator[list[Document]]:
+    """Documents in groups indexed together: up to INGEST_BATCH_DOCUMENTS, and about
+    INGEST_BATCH_MB of files, so one embedding pass covers many small documents."""
+    limit = settings.INGEST_BATCH_MB * 1024 * 1024
+    batch: list[Document] = []
+    size = 0
+    for document in documents:
+        if batch and (len(batch) >= settings.INGEST_BATCH_DOCUMENTS or size + document.size_bytes > limit):
+            yield batch
+            batch, size = [], 0
+        batch.append(document)
+        size += document.size_bytes
+    if batch:
+        yield batch
+
+
+def enqueue_index(documents: Document | Sequence[Document]) -> None:
+    """Queue indexing on the `ingest` queue, a job per batch, once the surrounding transaction commits."""
+    if isinstance(documents, Document):
+        documents = [documents]
+    groups = [[document.pk for document in batch] for batch in batches(documents)]
 
     def enqueue() -> None:
-        django_rq.get_queue("ingest").enqueue(
-            "console.knowledge.jobs.index_document",
-            document_id,
-            job_timeout=settings.INGEST_JOB_TIMEOUT,
-            description=f"Index document {document_id}",
-            on_failure=Callback("console.knowledge.jobs.index_document_failed"),
-        )
+        queue = django_rq.get_queue("ingest")
+        for ids in groups:
+            queue.enqueue(
+                "console.knowledge.jobs.index_documents",
+                ids,
+                job_timeout=settings.INGEST_JOB_TIMEOUT,
+                description=f"Index document(s) {', '.join(map(str, ids))}",
+                on_failure=Callback("console.knowledge.jobs.index_documents_failed"),
+            )
 
     transaction.on_commit(enqueue)
 
 
 def index_document(document_id: int, *, progress: Progress | None = None) -> Document:
-    """Parse, chunk, embed and store one document; bad input marks it failed, never raises.
+    """Parse, chunk, embed and store one document; bad input marks it failed, never raises."""
+    return index_documents([document_id], progress=progress)[0]
 
+
+@dataclass
+class _Parsed:
+    document_id: int
+    title: str
+    pieces: list[ChunkPiece]
+
+
+def index_documents(document_ids: Sequence[int], *, progress: Progress | None = None) -> list[Document]:
+    """Index documents together: parse and chunk each, embed all their chunks in one pass, then
+    replace each document's chunks in its own transaction. Returns the documents, in order.
+
+    A document with bad input is marked failed with the reason and the others carry on.
     Idempotent: a document already indexed is left as it is (re-index sets it pending first).
     """
-    document = Document.objects.get(pk=document_id)
-    if document.status == Document.Status.INDEXED:
-        return document
-    Document.objects.filter(pk=document_id).update(status=Document.Status.INDEXING, progress=0, error="")
+    ids = list(
+        Document.objects.filter(pk__in=document_ids)
+        .exclude(status=Document.Status.INDEXED)
+        .values_list("pk", flat=True)
+    )
+    Document.objects.filter(pk__in=ids).update(status=Document.Status.INDEXING, progress=0, error="")
+    parsed = [item for item in map(_parse_and_chunk, sorted(ids)) if item]
     try:
-        data = _read(document)
-        parsed = parse_document(document.source, data, max_bytes=max_upload_bytes())
+        pieces = [piece for item in parsed for piece in item.pieces]
+        vectors = embed_pieces(pieces, _progress_reporter([item.document_id for item in parsed], progress))
+    except Exception as err:
+        for item in parsed:
+            _fail(item.document_id, _unexpected(err))
+        raise
+    start = 0
+    for item in parsed:
+        end = start + len(item.pieces)
+        try:
+            replace_chunks(item.document_id, item.title, item.pieces, vectors[start:end])
+        except Exception as err:
+            logger.exception("storing the chunks of document %s failed", item.document_id)
+            _fail(item.document_id, _unexpected(err))
+        start = end
+    documents = Document.objects.in_bulk(document_ids)
+    return [documents[pk] for pk in document_ids if pk in documents]
+
+
+def _parse_and_chunk(document_id: int) -> _Parsed | None:
+    """One document's chunks, or None with the document marked failed."""
+    try:
+        document = Document.objects.get(pk=document_id)
+        parsed = parse_document(document.source, _read(document), max_bytes=max_upload_bytes())
         pieces = chunk_document(
             parsed,
             embeddings.token_counter(settings.EMBEDDING_MODEL),
             max_tokens=embeddings.max_tokens(settings.EMBEDDING_MODEL),
             overlap_tokens=settings.CHUNK_OVERLAP_TOKENS,
         )
-        vectors = embed_pieces(pieces, _progress_reporter(document_id, progress))
-        replace_chunks(document_id, parsed.title, pieces, vectors)
     except ParseError as err:
         _fail(document_id, str(err))
+        return None
     except Exception as err:
-        _fail(document_id, f"Indexing failed unexpectedly ({type(err).__name__}: {err}). Try re-indexing.")
-        raise
-    return Document.objects.get(pk=document_id)
+        logger.exception("parsing document %s failed unexpectedly", document_id)
+        _fail(document_id, _unexpected(err))
+        return None
+    return _Parsed(document_id, parsed.title, pieces)
+
+
+def _unexpected(err: Exception) -> str:
+    return f"Indexing failed unexpectedly ({type(err).__name__}: {err}). Try re-indexing."
 
 
 def _read(document: Document) -> bytes:
@@ -134,10 +197,10 @@ def _read(document: Document) -> bytes:
         raise ParseError("The stored file is missing from DATA_DIR/media; upload it again.") from err
 
 
-def mark_interrupted(document_id: int, cause: str) -> None:
-    """A job that never finished (worker killed, timeout) leaves its document failed, not stuck."""
+def mark_interrupted(document_ids: Sequence[int], cause: str) -> None:
+    """A job that never finished (worker killed, timeout) leaves its documents failed, not stuck."""
     Document.objects.filter(
-        pk=document_id, status__in=[Document.Status.PENDING, Document.Status.INDEXING]
+        pk__in=document_ids, status__in=[Document.Status.PENDING, Document.Status.INDEXING]
     ).update(
         status=Document.Status.FAILED,
         progress=0,
@@ -150,14 +213,15 @@ def _fail(document_id: int, reason: str) -> None:
     Document.objects.filter(pk=document_id).update(status=Document.Status.FAILED, error=reason, progress=0)
 
 
-def _progress_reporter(document_id: int, extra: Progress | None) -> Progress:
+def _progress_reporter(document_ids: list[int], extra: Progress | None) -> Progress:
+    """Embedding progress as each document's percent (documents of one batch move together)."""
     last = {"percent": -1}
 
     def report(done: int, total: int) -> None:
         percent = int(done * 99 / max(total, 1))
         if percent != last["percent"]:
             last["percent"] = percent
-            Document.objects.filter(pk=document_id).update(progress=percent)
+            Document.objects.filter(pk__in=document_ids).update(progress=percent)
         if extra:
             extra(done, total)
 
@@ -227,10 +291,10 @@ def _fill_search_vectors(document: Document) -> None:
 
 def mark_for_reindex(documents) -> int:
     """Set documents pending and queue them; returns how many were queued."""
-    count = 0
+    documents = list(documents)
     with transaction.atomic():
-        for document in documents:
-            Document.objects.filter(pk=document.pk).update(status=Document.Status.PENDING, progress=0)
-            enqueue_index(document)
-            count += 1
-    return count
+        Document.objects.filter(pk__in=[d.pk for d in documents]).update(
+            status=Document.Status.PENDING, progress=0
+        )
+        enqueue_index(documents)
+    return len(documents)

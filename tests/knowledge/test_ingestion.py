@@ -1,5 +1,6 @@
 import io
 
+import numpy as np
 import pytest
 from docx import Document as DocxDocument
 
@@ -132,3 +133,66 @@ def test_ingest_job_runs_on_the_real_queue(
     assert Document.objects.get(pk=bad.document.pk).status == Document.Status.FAILED
     assert ingest_queue.count == 0
     assert ingest_queue.failed_job_registry.count == failed_before  # bad input is not a crashed job
+
+
+def test_a_batch_shares_one_embedding_pass_and_a_bad_document_fails_alone(collection):
+    good = services.register_file(collection, "oncall.md", ONCALL_MD.encode()).document
+    bad = services.register_file(collection, "broken.pdf", b"%PDF-1.7 not really").document
+    other = services.register_file(collection, "expenses.md", EXPENSES_MD.encode()).document
+    separately = {}
+    for name, text in (("oncall.md", ONCALL_MD), ("expenses.md", EXPENSES_MD)):
+        solo = services.register_file(collection, f"solo-{name}", text.encode()).document
+        separately[name] = services.index_document(solo.pk)
+
+    results = services.index_documents([good.pk, bad.pk, other.pk])
+
+    assert [d.pk for d in results] == [good.pk, bad.pk, other.pk]
+    assert [d.status for d in results] == [
+        Document.Status.INDEXED,
+        Document.Status.FAILED,
+        Document.Status.INDEXED,
+    ]
+    assert "PDF" in results[1].error and not results[1].chunks.exists()
+    for document in (results[0], results[2]):
+        solo = separately[document.source]
+        # The same chunks and, embedded in one pass with other documents, the same vectors.
+        batch = list(document.chunks.order_by("ordinal").values_list("text", "embedding"))
+        alone = list(solo.chunks.order_by("ordinal").values_list("text", "embedding"))
+        assert [t for t, _ in batch] == [t for t, _ in alone]
+        for (_, a), (_, b) in zip(batch, alone, strict=True):
+            assert float(np.dot(a, b)) > 0.9999
+        assert document.progress == 100 and document.version == 1
+
+
+def test_documents_are_grouped_into_batches_by_count_and_size(collection, settings):
+    settings.INGEST_BATCH_DOCUMENTS = 3
+    settings.INGEST_BATCH_MB = 1
+    small = [Document(collection=collection, source=f"{i}.md", size_bytes=1000) for i in range(7)]
+    assert [len(b) for b in services.batches(small)] == [3, 3, 1]
+    big = Document(collection=collection, source="big.pdf", size_bytes=1_048_000)
+    sizes = [len(b) for b in services.batches([small[0], big, small[1], small[2], small[3]])]
+    assert sizes == [1, 1, 3]  # the big file would take either neighbour's batch over 1 MB
+
+
+def test_enqueue_puts_one_job_per_batch_on_the_queue(
+    collection, ingest_queue, run_ingest_worker, settings, django_capture_on_commit_callbacks
+):
+    settings.INGEST_BATCH_DOCUMENTS = 2
+    texts = {"oncall.md": ONCALL_MD, "expenses.md": EXPENSES_MD, "vpn.txt": VPN_TXT, "empty.txt": ""}
+    with django_capture_on_commit_callbacks(execute=True):
+        documents = [services.register_file(collection, s, t.encode()).document for s, t in texts.items()]
+        services.enqueue_index(documents)
+    assert ingest_queue.count == 2
+    assert [job.args[0] for job in ingest_queue.jobs] == [
+        [d.pk for d in documents[:2]],
+        [d.pk for d in documents[2:]],
+    ]
+    run_ingest_worker()
+    statuses = dict(Document.objects.values_list("source", "status"))
+    assert statuses == {
+        "oncall.md": Document.Status.INDEXED,
+        "expenses.md": Document.Status.INDEXED,
+        "vpn.txt": Document.Status.INDEXED,
+        "empty.txt": Document.Status.FAILED,
+    }
+    assert ingest_queue.failed_job_registry.count == 0  # bad input fails its document, not the job
