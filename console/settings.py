@@ -139,6 +139,8 @@ BASE_MODEL = os.environ.get("BASE_MODEL", "")
 MAX_UPLOAD_MB = env_float("MAX_UPLOAD_MB", 25)
 CHUNK_OVERLAP_TOKENS = env_int("CHUNK_OVERLAP_TOKENS", 32)
 SEARCH_EF = env_int("SEARCH_EF", 100)
+# Weight of the full-text leg in hybrid fusion (the vector leg weighs 1); bench/retrieval.py sweeps it.
+SEARCH_TEXT_WEIGHT = env_float("SEARCH_TEXT_WEIGHT", 0.2)
 
 # --- Answering ---------------------------------------------------------------------------
 ANSWER_MODE = os.environ.get("ANSWER_MODE") or "auto"  # auto: both when an adapter is live, else rag

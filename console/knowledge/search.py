@@ -7,6 +7,7 @@ k allowed rows are found).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -17,6 +18,18 @@ from ml import embeddings
 
 METHODS = ("hybrid", "vector", "fulltext")
 RRF_K = 60  # the usual reciprocal-rank-fusion constant: 1 / (60 + rank)
+# websearch_to_tsquery syntax a person typed on purpose: "a phrase", -excluded, or.
+_OPERATORS = re.compile(r'"|(?:^|\s)-\w|\bor\b', re.IGNORECASE)
+
+
+def any_word(query: str) -> bool:
+    """Whether full text should match chunks with any of the query's words, not only all of them.
+
+    websearch_to_tsquery ANDs every word, so a question in plain words ("how long does the
+    canary run") rarely has all of them in one chunk. With OR, chunks holding every word still
+    rank first, then the others by ts_rank. Quotes, -exclusions and OR keep websearch's meaning.
+    """
+    return not _OPERATORS.search(query)
 
 
 @dataclass(frozen=True)
@@ -45,6 +58,7 @@ def search(
     method: str = "hybrid",
     query_embedding: Sequence[float] | None = None,
     candidates: int | None = None,
+    text_weight: float | None = None,
 ) -> list[SearchResult]:
     """Top-k chunks for `query`.
 
@@ -65,6 +79,8 @@ def search(
         "collections": list(collections) if collections is not None else None,
         "scopes": list(scopes) if scopes is not None else None,
         "rrf": RRF_K,
+        "text_weight": settings.SEARCH_TEXT_WEIGHT if text_weight is None else text_weight,
+        "any_word": any_word(query),
     }
     if method != "fulltext":
         vector = query_embedding if query_embedding is not None else embed_query(query)
@@ -108,11 +124,17 @@ _VECTOR_LEG = (
 
 _TEXT_LEG = (
     """
-    SELECT c.id, ts_rank_cd(c.search_vector, q.query, 32) AS rank
+    SELECT c.id,
+           (c.search_vector @@ websearch_to_tsquery('english', %(query)s))::int
+           + ts_rank(c.search_vector, q.query, 32) AS rank
     """
     + _FROM
     + """
-    CROSS JOIN websearch_to_tsquery('english', %(query)s) AS q(query)
+    CROSS JOIN (
+        SELECT CASE WHEN %(any_word)s
+                    THEN replace(websearch_to_tsquery('english', %(query)s)::text, ' & ', ' | ')::tsquery
+                    ELSE websearch_to_tsquery('english', %(query)s) END
+    ) AS q(query)
     WHERE c.search_vector @@ q.query AND {access}
     ORDER BY rank DESC, c.id
     LIMIT %(pool)s
@@ -147,7 +169,7 @@ _SQL = {
     tr AS (SELECT id, row_number() OVER (ORDER BY rank DESC, id) AS r FROM t),
     fused AS (
         SELECT COALESCE(vr.id, tr.id) AS id,
-               COALESCE(1.0 / (%(rrf)s + vr.r), 0) + COALESCE(1.0 / (%(rrf)s + tr.r), 0) AS score
+               COALESCE(1.0 / (%(rrf)s + vr.r), 0) + COALESCE(%(text_weight)s / (%(rrf)s + tr.r), 0) AS score
           FROM vr FULL OUTER JOIN tr ON tr.id = vr.id
     )
     SELECT """
