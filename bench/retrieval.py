@@ -544,6 +544,12 @@ def grow_corpus(size: int, seed: Seed, rng: random.Random, nprng: np.random.Gene
     return Build(load_s=load_s, index_s=index_s)
 
 
+def hnsw_parameters() -> str:
+    """The HNSW index's graph settings, as the model declares them."""
+    index = next(i for i in Chunk._meta.indexes if i.name == "chunk_embedding_hnsw")
+    return f"m={index.m}, ef_construction={index.ef_construction}"
+
+
 def cores() -> int:
     return len(os.sched_getaffinity(0))
 
@@ -852,7 +858,7 @@ def render_markdown(report: Report) -> str:
         "`bench/questions.jsonl`). Latency and recall use the demo chunks plus synthetic ones: "
         "each mixes three real chunks (their sentences interleaved; their embeddings weighted, "
         f"plus noise, re-normalised), {CHUNKS_PER_SYNTHETIC_DOCUMENT} per document, loaded by COPY, "
-        "then GIN and HNSW (m=16, ef_construction=64) built from the migration's own definitions.",
+        f"then GIN and HNSW ({hnsw_parameters()}) built from the migration's own definitions.",
         "- End-to-end latency is `search.search(question, k=5, method=...)` including the query "
         "embedding on the CPU; SQL is the same call with a precomputed `query_embedding`. "
         "Recall compares the same vector query with index scans off (exact).",
