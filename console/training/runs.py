@@ -54,7 +54,13 @@ def start_run(*, epochs: int | None = None, enqueue: bool = True) -> TrainingRun
     train_ids, heldout_ids = evaluation.split_holdout(
         ids, forced=[pk for pk, eval_only in pairs if eval_only]
     )
-    hyper = asdict(training.TrainingConfig(epochs=epochs or settings.TRAIN_EPOCHS))
+    hyper = asdict(
+        training.TrainingConfig(
+            epochs=epochs or settings.TRAIN_EPOCHS,
+            learning_rate=settings.TRAIN_LEARNING_RATE,
+            batch_size=settings.TRAIN_BATCH_SIZE,
+        )
+    )
     with transaction.atomic():
         run = TrainingRun.objects.create(
             name=f"run-{timezone.now():%Y%m%d-%H%M%S}-{secrets.token_hex(2)}",
