@@ -128,13 +128,13 @@ def load_child(kind: str, where: str) -> None:
     import torch  # noqa: F401
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    from ml import generation
+    from ml import generation, model_files
 
     timings["import"] = time.perf_counter() - started
     started = time.perf_counter()
     folder: str | Path = where
     if kind == "cold":
-        folder = generation.default_base_model_path(Path(where))
+        folder = model_files.default_base_model_path(Path(where))
         timings["convert"] = time.perf_counter() - started
         started = time.perf_counter()
     # transformers imports a model's modeling code lazily, on its first from_pretrained.

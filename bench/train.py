@@ -287,7 +287,7 @@ def default_base_model() -> str:
     Read from the environment with console/settings.py's defaults rather than through Django:
     importing the settings starts the embedded PostgreSQL and Redis, which training never needs.
     """
-    from ml.generation import resolve_base_model
+    from ml.model_files import resolve_base_model
 
     data_dir = Path(os.environ.get("DATA_DIR") or ROOT / "var")
     return str(resolve_base_model(os.environ.get("BASE_MODEL", ""), data_dir))

@@ -22,7 +22,7 @@ from console.conversations.models import Answer, ChannelSettings, Mode
 from console.knowledge.search import SearchResult, embed_query, search
 from console.training.models import TrainingRun
 from console.training.services import ActiveAdapter, active_adapter
-from ml import generation
+from ml import generation, model_files
 from ml.prompting import DEFAULT_SYSTEM_PROMPT, ContextChunk, Turn, build_messages, citation_numbers
 
 logger = logging.getLogger(__name__)
@@ -103,7 +103,7 @@ def _generator(backend: str, base_model: str, api_url: str) -> generation.Genera
         return generation.OpenAIGenerator(
             api_url, settings.LLM_API_KEY, model=base_model or "default", timeout=settings.LLM_TIMEOUT
         )
-    return generation.local_generator(generation.resolve_base_model(base_model, settings.DATA_DIR))
+    return generation.local_generator(model_files.resolve_base_model(base_model, settings.DATA_DIR))
 
 
 def get_generator() -> generation.Generator:

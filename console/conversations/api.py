@@ -30,7 +30,8 @@ from console import answering
 from console.conversations.models import Answer, ApiKey, Platform
 from console.conversations.services import authenticate_api_key
 from console.training.models import TrainingRun
-from ml.generation import AdapterError, GenerationError
+from ml.generation import GenerationError
+from ml.model_files import AdapterError
 from ml.prompting import Turn
 
 logger = logging.getLogger(__name__)

