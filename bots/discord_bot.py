@@ -27,7 +27,7 @@ from django.db import close_old_connections
 
 from bots.discord_format import answer_messages, strip_mention, vote_value
 from console.answering import ChannelDisabled, answer
-from console.conversations.services import record_feedback
+from console.conversations.services import record_feedback, withdraw_feedback
 from console.conversations.threads import answer_for_message, attach_message, thread_history
 
 if TYPE_CHECKING:
@@ -101,6 +101,10 @@ def _answer_id_for_message(place: Where, message_id: int) -> int | None:
 
 def _vote(answer_id: int, user_id: int, value: int) -> None:
     record_feedback(answer_id, platform=PLATFORM, voter=str(user_id), value=value)
+
+
+def _withdraw(answer_id: int, user_id: int, value: int) -> None:
+    withdraw_feedback(answer_id, platform=PLATFORM, voter=str(user_id), value=value)
 
 
 class VoteButton(
@@ -231,6 +235,18 @@ class Answering(commands.Cog):
         answer_id = await _off_loop(_answer_id_for_message, place, payload.message_id)
         if answer_id is not None:
             await _off_loop(_vote, answer_id, payload.user_id, value)
+
+    @commands.Cog.listener()
+    async def on_raw_reaction_remove(self, payload: discord.RawReactionActionEvent) -> None:
+        """Removing a 👍/👎 from one of the bot's answers takes that vote back."""
+        value = vote_value(str(payload.emoji))
+        me = self.bot.user
+        if value is None or me is None or payload.user_id == me.id:
+            return
+        place = where(self.bot.get_channel(payload.channel_id), payload.channel_id, payload.guild_id)
+        answer_id = await _off_loop(_answer_id_for_message, place, payload.message_id)
+        if answer_id is not None:
+            await _off_loop(_withdraw, answer_id, payload.user_id, value)
 
 
 def bot_intents() -> discord.Intents:

@@ -24,7 +24,7 @@ from slack_sdk.http_retry import RateLimitErrorRetryHandler, default_retry_handl
 from bots import slack_blocks as blocks
 from console import answering
 from console.conversations.events import first_delivery
-from console.conversations.services import record_feedback
+from console.conversations.services import record_feedback, withdraw_feedback
 from console.conversations.threads import answer_for_message, attach_message, thread_history
 from console.training.pairs import add_correction
 
@@ -93,6 +93,7 @@ def build_app(*, socket_mode: bool = False) -> App:
     app.action(blocks.VOTE_DOWN)(on_vote_button)
     app.view(blocks.FEEDBACK_FORM)(on_feedback_form)
     app.event("reaction_added")(on_reaction)
+    app.event("reaction_removed")(on_reaction_removed)
     return app
 
 
@@ -169,15 +170,28 @@ def on_feedback_form(ack, body, view):
 
 def on_reaction(event, context, client):
     """👍/👎 reactions on the bot's own replies are votes; reactions by bots are not."""
+    vote = _reaction_vote(event, context)
+    if vote and not is_bot(client, vote[1]):
+        record_feedback(vote[0], platform=PLATFORM, voter=vote[1], value=vote[2])
+
+
+def on_reaction_removed(event, context):
+    """Removing a 👍/👎 reaction takes that vote back (a bot's never counted, so nothing to check)."""
+    vote = _reaction_vote(event, context)
+    if vote:
+        withdraw_feedback(vote[0], platform=PLATFORM, voter=vote[1], value=vote[2])
+
+
+def _reaction_vote(event, context) -> tuple[int, str, int] | None:
+    """(answer id, voter, +1/-1) for a 👍/👎 reaction on one of the bot's replies, else None."""
     value = REACTION_VOTES.get(event.get("reaction", "").split("::")[0])  # "+1::skin-tone-2"
     item, voter = event.get("item") or {}, event.get("user", "")
     if value is None or item.get("type") != "message" or voter == context.bot_user_id:
-        return
+        return None
     if event.get("item_user") not in (None, context.bot_user_id):
-        return
+        return None
     reply = answer_for_message(PLATFORM, item.get("channel", ""), item.get("ts", ""))
-    if reply is not None and not is_bot(client, voter):
-        record_feedback(reply.pk, platform=PLATFORM, voter=voter, value=value)
+    return (reply.pk, voter, value) if reply is not None else None
 
 
 # --- answering ------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Conversation services: votes on answers and the API keys of the OpenAI-compatible API."""
+"""Conversation services: votes on answers (cast and withdrawn) and the API keys of the OpenAI-compatible API."""
 
 from __future__ import annotations
 
@@ -40,6 +40,20 @@ def record_feedback(answer_id: int, *, platform: str, voter: str, value: int, re
         "feedback %s on answer %s: %+d (%s)", feedback.pk, answer.pk, value, "new" if created else "changed"
     )
     return feedback
+
+
+def withdraw_feedback(answer_id: int, *, platform: str, voter: str, value: int) -> bool:
+    """Take back `voter`'s vote of `value` on an answer (a removed 👍/👎 reaction); True if there was one.
+
+    Only a vote of that value goes: someone who removes a 👍 after switching to 👎 keeps the 👎.
+    A 👍 candidate pair loses the vote with it (training.receivers), and goes when none is left.
+    """
+    deleted, _ = Feedback.objects.filter(
+        answer_id=answer_id, voter=hash_id(platform, voter), value=value
+    ).delete()
+    if deleted:
+        logger.info("feedback on answer %s withdrawn: %+d", answer_id, value)
+    return bool(deleted)
 
 
 def hash_api_key(key: str) -> str:

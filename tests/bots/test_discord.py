@@ -211,6 +211,44 @@ def test_reactions_on_answers_are_votes_one_per_person_and_bots_ignored(use_tiny
     assert list(Feedback.objects.values_list("voter", "value", "platform")) == [(voter, -1, "discord")]
 
 
+def reaction_removed(message: discord.Message, user_id: int, emoji: str) -> dict:
+    """A MESSAGE_REACTION_REMOVE gateway payload: no member and no message author, as Discord sends it."""
+    return {
+        "user_id": str(user_id),
+        "channel_id": str(message.channel.id),
+        "message_id": str(message.id),
+        "guild_id": str(message.guild.id),
+        "emoji": {"id": None, "name": emoji},
+        "burst": False,
+        "type": 0,
+    }
+
+
+def test_removing_a_reaction_takes_that_vote_back(use_tiny_llm, handbook):
+    async def scenario():
+        async with dpytest_bot() as bot:
+            config = dpytest.get_config()
+            await dpytest.message(f"!ask {QUESTION}")
+            [reply] = sent_messages()
+            member = factories.dict_from_member(config.members[0])
+            state = bot._connection
+            state.parse_message_reaction_add(reaction(reply, config.members[0].id, "👍", member))
+            await dpytest.run_all_events()
+            voted = await discord_bot._off_loop(
+                lambda: list(Feedback.objects.values_list("value", flat=True))
+            )
+            state.parse_message_reaction_remove(reaction_removed(reply, config.members[0].id, "👎"))
+            await dpytest.run_all_events()
+            kept = await discord_bot._off_loop(lambda: list(Feedback.objects.values_list("value", flat=True)))
+            state.parse_message_reaction_remove(reaction_removed(reply, config.members[0].id, "👍"))
+            await dpytest.run_all_events()
+            return voted, kept
+
+    voted, kept = asyncio.run(scenario())
+    assert voted == [1] and kept == [1]  # removing a 👎 she never cast leaves her 👍
+    assert not Feedback.objects.exists()
+
+
 def test_long_answer_is_split_into_messages_within_the_limit(db, monkeypatch):
     long_text = " ".join(f"Step {n}: restart the paging service and check the dashboard." for n in range(90))
     sources = [{"document": "On-call rotation", "source": WIKI_URL}]

@@ -74,9 +74,12 @@ class SlackEvents:
         )
         return self.event(event), ts
 
-    def reaction(self, reaction: str, item_ts: str, *, user: str, channel="C0OPS", item_user=BOT_USER):
+    def reaction(
+        self, reaction: str, item_ts: str, *, user: str, channel="C0OPS", item_user=BOT_USER, removed=False
+    ):
         item = {"type": "message", "channel": channel, "ts": item_ts}
-        event = {"type": "reaction_added", "user": user, "reaction": reaction, "item": item}
+        kind = "reaction_removed" if removed else "reaction_added"
+        event = {"type": kind, "user": user, "reaction": reaction, "item": item}
         return self.event({**event, "item_user": item_user, "event_ts": self.next_ts()})
 
     def command(self, text: str, *, channel="C0OPS", user="U0ALICE"):
@@ -304,6 +307,24 @@ def test_reactions_on_the_bots_reply_are_votes_but_not_from_bots(slack, fake_sla
     time.sleep(0.3)
     assert sorted(Feedback.objects.values_list("value", flat=True)) == [-1, 1]
     assert Feedback.objects.filter(answer=Answer.objects.get()).count() == 2
+
+
+def test_removing_a_reaction_takes_the_vote_back_and_the_candidate_pair_follows(slack, fake_slack):
+    slack.mention()
+    (update,) = answered(fake_slack)
+    reply_ts = update.args["ts"]
+    slack.reaction("+1", reply_ts, user="U0ALICE")
+    slack.reaction("+1", reply_ts, user="U0BOB")
+    wait_until(lambda: TrainingPair.objects.filter(votes=2).exists())
+
+    slack.reaction("thumbsdown", reply_ts, user="U0ALICE", removed=True)  # not the vote she cast
+    slack.reaction("+1", reply_ts, user="U0ALICE", removed=True)
+    wait_until(lambda: TrainingPair.objects.filter(votes=1).exists())
+    assert list(Feedback.objects.values_list("value", flat=True)) == [1]
+
+    slack.reaction("+1::skin-tone-2", reply_ts, user="U0BOB", removed=True)
+    wait_until(lambda: not Feedback.objects.exists())
+    wait_until(lambda: not TrainingPair.objects.exists())  # a candidate with no votes left goes
 
 
 def test_thumbs_down_form_with_a_better_answer_becomes_a_correction_pair(slack, fake_slack):
@@ -539,7 +560,7 @@ def test_manifest_declares_what_the_bot_uses():
     assert {"app_mentions:read", "chat:write", "im:history", "im:read", "im:write", "commands"} <= scopes
     assert {"reactions:read", "reactions:write", "channels:history", "groups:history", "users:read"} <= scopes
     events = manifest["settings"]["event_subscriptions"]
-    assert events["bot_events"] == ["app_mention", "message.im", "reaction_added"]
+    assert events["bot_events"] == ["app_mention", "message.im", "reaction_added", "reaction_removed"]
     assert [c["command"] for c in manifest["features"]["slash_commands"]] == ["/ask"]
     assert manifest["settings"]["interactivity"]["is_enabled"] is True
     assert manifest["settings"]["socket_mode_enabled"] is False
