@@ -19,11 +19,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Protocol
 
-from ml.model_files import (
-    AdapterError,
-    check_adapter_folder,
-    resolve_base_model,  # noqa: F401  (until console.training.runs imports it from there)
-)
+from ml.model_files import AdapterError, check_adapter_folder
 
 logger = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from rq import Callback
 
 from console.training.models import TrainingPair, TrainingRun
 from console.training.services import active_adapter, promote
-from ml import embeddings, evaluation, generation, training
+from ml import embeddings, evaluation, generation, model_files, training
 from ml.prompting import ContextChunk, build_messages
 
 logger = logging.getLogger(__name__)
@@ -107,7 +107,7 @@ def _context(chunks: list[dict]) -> list[ContextChunk]:
 
 
 def _base_model() -> str:
-    return str(generation.resolve_base_model(settings.BASE_MODEL, settings.DATA_DIR))
+    return str(model_files.resolve_base_model(settings.BASE_MODEL, settings.DATA_DIR))
 
 
 def run_training(run_id: int, *, progress: Progress | None = None) -> TrainingRun:
