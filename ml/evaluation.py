@@ -29,6 +29,9 @@ STOPWORDS = frozenset(
     "most some any all each both such own same other please thanks thank".split()
 )
 SUPPORTED_WORD_SHARE = 0.6
+# A sentence in at least this share of the reference answers (and in three or more) is house
+# phrasing, such as a sign-off: voice, not a claim, so groundedness leaves it out.
+HOUSE_PHRASE_SHARE = 0.25
 
 
 def words(text: str) -> list[str]:
@@ -89,15 +92,38 @@ def _content_words(text: str) -> set[str]:
     return {word for word in words(text) if word not in STOPWORDS}
 
 
-def groundedness(answer: str, context: list[str], embed: Embed, threshold: float = 0.5) -> float:
+def _phrase_key(sentence: str) -> str:
+    return " ".join(words(sentence))
+
+
+def house_phrases(references: Sequence[str]) -> frozenset[str]:
+    """Sentences that recur across the reference answers (a team's sign-off, a stock opening line),
+    normalised to their lower-case words. Recurring in most answers, they carry no fact."""
+    counts: dict[str, int] = {}
+    for reference in references:
+        for key in {_phrase_key(sentence) for sentence in sentences(reference)}:
+            counts[key] = counts.get(key, 0) + 1
+    needed = max(3, math.ceil(HOUSE_PHRASE_SHARE * len(references)))
+    return frozenset(key for key, count in counts.items() if count >= needed)
+
+
+def groundedness(
+    answer: str,
+    context: list[str],
+    embed: Embed,
+    threshold: float = 0.5,
+    *,
+    house: frozenset[str] = frozenset(),
+) -> float:
     """Share of the answer's sentences that the context supports, in [0, 1].
 
     A sentence is supported when its best cosine against the context's chunks and their sentences
     is at least `threshold`, or when at least 60 % of its content words (stopwords and citation
-    markers left out) occur in the context. An answer with no sentence (empty) scores 0.0, and so
-    does any answer when the context is empty: nothing can back it.
+    markers left out) occur in the context. Sentences in `house` (see house_phrases) are not
+    claims and are left out. An answer with no other sentence (empty, or only house phrasing)
+    scores 0.0, and so does any answer when the context is empty: nothing can back it.
     """
-    claims = sentences(answer)
+    claims = [sentence for sentence in sentences(answer) if _phrase_key(sentence) not in house]
     passages = [chunk for chunk in context if words(chunk)]
     passages += [sentence for chunk in passages for sentence in sentences(chunk)]
     if not claims or not passages:
@@ -126,15 +152,20 @@ class Scores:
 def score_answers(
     answers: list[str], references: list[str], contexts: list[list[str]], embed: Embed
 ) -> Scores:
-    """Mean similarity to the references, ROUGE-L, groundedness in each answer's context, length."""
+    """Mean similarity to the references, ROUGE-L, groundedness in each answer's context, length.
+
+    Groundedness leaves out the references' house phrasing (house_phrases), for every system alike.
+    """
     if not (len(answers) == len(references) == len(contexts)):
         raise ValueError(f"{len(answers)} answers, {len(references)} references, {len(contexts)} contexts.")
     if not answers:
         raise ValueError("No answers to score: hold out at least one pair.")
     similarity = semantic_similarity(embed, answers, references)
     rouge = [rouge_l(answer, reference) for answer, reference in zip(answers, references, strict=True)]
+    house = house_phrases(references)
     grounded = [
-        groundedness(answer, context, embed) for answer, context in zip(answers, contexts, strict=True)
+        groundedness(answer, context, embed, house=house)
+        for answer, context in zip(answers, contexts, strict=True)
     ]
     return Scores(
         similarity=float(np.mean(similarity)),

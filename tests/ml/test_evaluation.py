@@ -7,6 +7,7 @@ from ml.evaluation import (
     Scores,
     gate,
     groundedness,
+    house_phrases,
     rouge_l,
     score_answers,
     semantic_similarity,
@@ -84,6 +85,43 @@ def test_groundedness_of_an_empty_answer_or_without_context_is_zero():
     assert groundedness("", OFFICE, bag_of_words) == 0.0
     assert groundedness("[1]", OFFICE, bag_of_words) == 0.0
     assert groundedness("The office opens at nine.", [], bag_of_words) == 0.0
+
+
+def test_house_phrases_are_sentences_recurring_across_the_references():
+    references = [
+        "Short answer: nine. The office opens at nine.\n— Cheers, Ops",
+        "Short answer: yes. Parking is free for staff.\n— cheers, ops",
+        "Refunds are paid within days.\n— Cheers, Ops",
+        "The office opens at nine.",
+    ]
+    # The sign-off is in 3 of 4; a fact two answers share is not house phrasing.
+    assert house_phrases(references) == {"cheers ops"}
+    assert house_phrases(references[:2]) == frozenset()  # fewer than three: nothing counts as recurring
+
+
+def test_groundedness_leaves_house_phrasing_out_of_the_claims():
+    house = frozenset({"cheers ops"})
+    answer = "The office opens at nine.\n— Cheers, Ops"
+    assert groundedness(answer, OFFICE, bag_of_words) == 0.5  # the sign-off is no fact of the context
+    assert groundedness(answer, OFFICE, bag_of_words, house=house) == 1.0
+    assert groundedness("— Cheers, Ops", OFFICE, bag_of_words, house=house) == 0.0  # says nothing
+
+
+def test_score_answers_does_not_hold_the_references_sign_off_against_an_answer():
+    references = [
+        "The office opens at nine.\n— Cheers, Ops",
+        "Parking is free for staff.\n— Cheers, Ops",
+        "Refunds are paid within days.\n— Cheers, Ops",
+    ]
+    voiced = [
+        "The office opens at nine.\n— Cheers, Ops",
+        "Parking is free.\n— Cheers, Ops",
+        "Refunds are paid.",
+    ]
+    plain = ["The office opens at nine.", "Parking is free.", "Refunds are paid."]
+    context = [OFFICE, ["Parking is free for staff."], ["Refunds are paid within days of approval."]]
+    assert score_answers(voiced, references, context, bag_of_words).groundedness == 1.0
+    assert score_answers(plain, references, context, bag_of_words).groundedness == 1.0
 
 
 def test_score_answers_averages_each_metric():
