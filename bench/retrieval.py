@@ -541,6 +541,7 @@ def grow_corpus(size: int, seed: Seed, rng: random.Random, nprng: np.random.Gene
             index_s[name] = time.perf_counter() - started
         conn.execute("VACUUM ANALYZE knowledge_chunk")
         conn.execute("VACUUM ANALYZE knowledge_document")
+    search.forget_common_words()  # the new statistics know which words are common now
     return Build(load_s=load_s, index_s=index_s)
 
 

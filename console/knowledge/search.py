@@ -8,6 +8,8 @@ k allowed rows are found).
 from __future__ import annotations
 
 import re
+import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -22,14 +24,57 @@ RRF_K = 60  # the usual reciprocal-rank-fusion constant: 1 / (60 + rank)
 _OPERATORS = re.compile(r'"|(?:^|\s)-\w|\bor\b', re.IGNORECASE)
 
 
+# A word found in more chunks than this does not on its own make a chunk a full-text match:
+# ranking every chunk that holds a common word would cost a scan of the table.
+COMMON_WORD_CHUNKS = 1000
+_COMMON_WORDS_TTL = 300.0  # seconds; the statistics change only when ANALYZE runs
+_common_words: dict[str, tuple[float, list[str]]] = {}
+_common_words_lock = threading.Lock()
+
+
 def any_word(query: str) -> bool:
     """Whether full text should match chunks with any of the query's words, not only all of them.
 
     websearch_to_tsquery ANDs every word, so a question in plain words ("how long does the
-    canary run") rarely has all of them in one chunk. With OR, chunks holding every word still
-    rank first, then the others by ts_rank. Quotes, -exclusions and OR keep websearch's meaning.
+    canary run") rarely has all of them in one chunk. So a chunk matches when it holds all the
+    words, or any word that is not common (common_words): those holding every word rank first,
+    then the others by ts_rank. Quotes, -exclusions and OR keep websearch's meaning.
     """
     return not _OPERATORS.search(query)
+
+
+def common_words() -> list[str]:
+    """Lexemes in more than COMMON_WORD_CHUNKS chunks, from PostgreSQL's own column statistics
+    (pg_stats, kept by ANALYZE/autovacuum); cached a few minutes per process and database."""
+    key = connection.settings_dict["NAME"]
+    now = time.monotonic()
+    with _common_words_lock:
+        cached = _common_words.get(key)
+        if cached and now - cached[0] < _COMMON_WORDS_TTL:
+            return cached[1]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT s.most_common_elems::text::text[], s.most_common_elem_freqs, c.reltuples
+              FROM pg_stats s JOIN pg_class c ON c.oid = 'knowledge_chunk'::regclass
+             WHERE s.schemaname = current_schema() AND s.tablename = 'knowledge_chunk'
+               AND s.attname = 'search_vector'
+            """
+        )
+        row = cursor.fetchone()
+    words: list[str] = []
+    if row and row[0]:
+        lexemes, shares, rows = row
+        # The share of chunks holding each lexeme (the last three entries are summary figures).
+        words = [w for w, share in zip(lexemes, shares, strict=False) if share * rows > COMMON_WORD_CHUNKS]
+    with _common_words_lock:
+        _common_words[key] = (now, words)
+    return words
+
+
+def forget_common_words() -> None:
+    with _common_words_lock:
+        _common_words.clear()
 
 
 @dataclass(frozen=True)
@@ -81,6 +126,7 @@ def search(
         "rrf": RRF_K,
         "text_weight": settings.SEARCH_TEXT_WEIGHT if text_weight is None else text_weight,
         "any_word": any_word(query),
+        "common": common_words() if method != "vector" else [],
     }
     if method != "fulltext":
         vector = query_embedding if query_embedding is not None else embed_query(query)
@@ -132,7 +178,11 @@ _TEXT_LEG = (
     + """
     CROSS JOIN (
         SELECT CASE WHEN %(any_word)s
-                    THEN replace(websearch_to_tsquery('english', %(query)s)::text, ' & ', ' | ')::tsquery
+                    THEN websearch_to_tsquery('english', %(query)s) || COALESCE((
+                        SELECT string_agg(quote_literal(word), ' | ')::tsquery
+                          FROM unnest(tsvector_to_array(to_tsvector('english', %(query)s))) AS word
+                         WHERE word <> ALL(%(common)s::text[])
+                    ), ''::tsquery)
                     ELSE websearch_to_tsquery('english', %(query)s) END
     ) AS q(query)
     WHERE c.search_vector @@ q.query AND {access}

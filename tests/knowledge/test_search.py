@@ -48,6 +48,27 @@ def test_a_plain_question_finds_chunks_without_all_of_its_words_and_full_matches
     assert both[0].source == "vpn.txt" and both[0].score >= 1  # holds all the words: ranked first
 
 
+def test_a_word_common_across_the_chunks_does_not_match_on_its_own(collection, add_document, monkeypatch):
+    from console.knowledge import search as search_module
+
+    for n in range(5):
+        add_document(collection, f"report-{n}.md", f"# Report {n}\n\nThe quarterly numbers for team {n}.")
+    add_document(collection, "zoo.md", "# Zoo\n\nThe zebra enclosure is cleaned quarterly.")
+    question = "quarterly zebra feeding"
+    search_module.forget_common_words()
+    assert len(search(question, k=10, method="fulltext")) == 6  # no statistics yet: any word matches
+
+    monkeypatch.setattr(search_module, "COMMON_WORD_CHUNKS", 3)
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE knowledge_chunk")
+    search_module.forget_common_words()
+    assert "quarter" in search_module.common_words()  # the stem of "quarterly"
+    results = search(question, k=10, method="fulltext")
+    assert [r.source for r in results] == ["zoo.md"]  # "quarterly" alone no longer makes a match
+    assert [r.source for r in search("quarterly numbers", k=10, method="fulltext")][:1] == ["report-0.md"]
+    search_module.forget_common_words()
+
+
 @pytest.mark.parametrize(
     ("query", "sources"),
     [
