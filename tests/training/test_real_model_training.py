@@ -66,8 +66,9 @@ def test_trained_adapter_answers_held_out_questions_closer_to_the_references_tha
     base, candidate = run.metrics["base"], run.metrics["candidate"]
     assert candidate["similarity"] > base["similarity"] + 0.03, run.metrics
     assert candidate["rouge_l"] > base["rouge_l"], run.metrics
-    # Promotion is the gate's call, tested in test_training_runs.py. It is not asserted here: the
-    # sign-off and "(see ...)" lines, in no document, count against the candidate's groundedness.
+    # Promotion is the gate's call, tested in test_training_runs.py, and not asserted here: with 8
+    # pairs and 40-token answers the candidate's groundedness stays below the base model's, whose
+    # short answers mostly copy the context.
 
     # The voice is something only training can give: the base model never opens this way.
     base_answers = "\n".join(row["base"] for row in run.evaluation)
