@@ -158,8 +158,8 @@ HISTORY_TURNS = env_int("HISTORY_TURNS", 6)
 
 # --- Learning loop -------------------------------------------------------------------------
 TRAIN_EPOCHS = env_int("TRAIN_EPOCHS", 3)
-TRAIN_LEARNING_RATE = env_float("TRAIN_LEARNING_RATE", 2e-4)
-TRAIN_BATCH_SIZE = env_int("TRAIN_BATCH_SIZE", 8)
+TRAIN_LEARNING_RATE = env_float("TRAIN_LEARNING_RATE", 1e-3)
+TRAIN_BATCH_SIZE = env_int("TRAIN_BATCH_SIZE", 4)
 TRAIN_MIN_PAIRS = env_int("TRAIN_MIN_PAIRS", 10)
 PROMOTION_MARGIN = env_float("PROMOTION_MARGIN", 0.02)
 EVAL_MAX_NEW_TOKENS = env_int("EVAL_MAX_NEW_TOKENS", 128)

@@ -53,11 +53,12 @@ class Example:
 
 @dataclass(frozen=True)
 class TrainingConfig:
-    """Defaults suit 50-5,000 pairs on a small instruct model."""
+    """Defaults suit 50-5,000 pairs on a small instruct model (README: the demo run, where 2e-4 with
+    batches of 8 hardly moved SmolLM2 on 92 pairs and these gave every answer the house voice)."""
 
     epochs: int = 3
-    learning_rate: float = 2e-4
-    batch_size: int = 8
+    learning_rate: float = 1e-3
+    batch_size: int = 4
     gradient_accumulation: int = 1
     lora_rank: int = 16
     lora_alpha: int = 32

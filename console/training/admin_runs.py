@@ -118,6 +118,15 @@ class TrainingRunAdmin(admin.ModelAdmin):
 
     @admin.display(description="Progress", ordering="progress")
     def progress_bar(self, run: TrainingRun):
+        if run.status == TrainingRun.Status.EVALUATING:
+            total = len(run.heldout_ids)
+            return format_html(
+                '<progress max="{}" value="{}"></progress> evaluating: {} of {} questions answered',
+                total,
+                run.evaluated,
+                run.evaluated,
+                total,
+            )
         return format_html(
             '<progress max="100" value="{}"></progress> {}% ({}/{})',
             run.progress,

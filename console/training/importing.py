@@ -1,4 +1,9 @@
-"""Import training pairs from JSONL or CSV: bad rows are reported, never abort the rest."""
+"""Import training pairs from JSONL or CSV: bad rows are reported, never abort the rest.
+
+A row's optional `document` (a knowledge-base document's source file name or title) titles its
+context, as retrieval would, and ties the pair to that document so it goes stale when the
+document changes.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from console.knowledge.models import Document
 from console.training.models import TrainingPair
 from console.training.pairs import scrubbed_fields
 
@@ -74,20 +80,49 @@ def validate(row: dict) -> tuple[str, str, list[dict]]:
     return question, answer, _context(row.get("context"))
 
 
+class _Documents:
+    """Knowledge-base documents by source or title, looked up once per name."""
+
+    def __init__(self) -> None:
+        self.found: dict[str, Document | None] = {}
+
+    def get(self, name: str) -> Document | None:
+        if name not in self.found:
+            self.found[name] = (
+                Document.objects.filter(source=name).order_by("pk").first()
+                or Document.objects.filter(title=name).order_by("pk").first()
+            )
+        return self.found[name]
+
+
+def _with_document(context: list[dict], name: str, documents: _Documents) -> tuple[list[dict], list[dict]]:
+    """The context with untitled items titled after the row's document, and the pair's documents."""
+    document = documents.get(name) if name else None
+    title = document.title if document else name
+    titled = [{**item, "title": item["title"] or title} for item in context]
+    linked = [{"document_id": document.pk, "version": document.version}] if document else []
+    return titled, linked
+
+
 def import_pairs(path: Path, *, approve: bool = False) -> ImportReport:
     report = ImportReport()
     status = TrainingPair.Status.APPROVED if approve else TrainingPair.Status.CANDIDATE
+    documents = _Documents()
     for number, row, error in read_rows(path):
         try:
             if error:
                 raise ValueError(error)
-            fields = scrubbed_fields(*validate(row))
+            question, answer, context = validate(row)
+            context, linked = _with_document(context, str(row.get("document") or "").strip(), documents)
+            fields = scrubbed_fields(question, answer, context)
         except ValueError as err:
             report.rejected.append((number, str(err)))
             continue
         if TrainingPair.objects.filter(question=fields["question"], answer=fields["answer"]).exists():
             report.duplicates += 1
             continue
-        TrainingPair.objects.create(**fields, source=TrainingPair.Source.IMPORT, status=status)
+        TrainingPair.objects.create(
+            **fields, source=TrainingPair.Source.IMPORT, status=status, documents=linked
+        )
         report.imported += 1
     return report

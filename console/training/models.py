@@ -36,6 +36,7 @@ class TrainingRun(models.Model):
     step = models.PositiveIntegerField(default=0)
     total_steps = models.PositiveIntegerField(default=0)
     current_loss = models.FloatField(null=True, blank=True)
+    evaluated = models.PositiveIntegerField(default=0, help_text="Held-out questions answered so far.")
     tokens_per_second = models.FloatField(null=True, blank=True)
     active = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)

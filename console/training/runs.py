@@ -28,6 +28,7 @@ from ml.prompting import ContextChunk, build_messages
 logger = logging.getLogger(__name__)
 
 Progress = Callable[[int, int, float], None]
+EvalProgress = Callable[[int, int], None]
 
 
 class NotEnoughPairs(ValueError):
@@ -110,8 +111,13 @@ def _base_model() -> str:
     return str(model_files.resolve_base_model(settings.BASE_MODEL, settings.DATA_DIR))
 
 
-def run_training(run_id: int, *, progress: Progress | None = None) -> TrainingRun:
-    """The `train` job: train, evaluate, gate. Idempotent; a retried run resumes from its checkpoint."""
+def run_training(
+    run_id: int, *, progress: Progress | None = None, eval_progress: EvalProgress | None = None
+) -> TrainingRun:
+    """The `train` job: train, evaluate, gate. Idempotent; a retried run resumes from its checkpoint.
+
+    progress(step, total, loss) follows training; eval_progress(done, total) the held-out answers.
+    """
     run = TrainingRun.objects.get(pk=run_id)
     if run.status in (TrainingRun.Status.SUCCEEDED, TrainingRun.Status.FAILED):
         return run
@@ -125,9 +131,10 @@ def run_training(run_id: int, *, progress: Progress | None = None) -> TrainingRu
             adapter_path=str(result.adapter_path),
             tokens_per_second=result.tokens_per_second,
             progress=100,
+            evaluated=0,
         )
         run.refresh_from_db()
-        decision = evaluate(run, train_loss=result.train_loss)
+        decision = evaluate(run, train_loss=result.train_loss, progress=eval_progress)
     except Exception as err:
         mark_failed(run_id, f"{type(err).__name__}: {err}")
         raise
@@ -163,8 +170,13 @@ def _progress_reporter(run_id: int, extra: Progress | None) -> Progress:
     return report
 
 
-def evaluate(run: TrainingRun, *, train_loss: float) -> evaluation.GateDecision:
-    """Answer held-out pairs with base, live and candidate (same context), score, gate, record."""
+def evaluate(
+    run: TrainingRun, *, train_loss: float, progress: EvalProgress | None = None
+) -> evaluation.GateDecision:
+    """Answer held-out pairs with base, live and candidate (same context), score, gate, record.
+
+    Each answered question is counted on the run (`evaluated`), for the admin and `train --wait`.
+    """
     pairs = list(TrainingPair.objects.filter(pk__in=run.heldout_ids).order_by("pk"))
     generator = generation.local_generator(_base_model())
     generator.ensure_adapter(run.name, run.adapter_path)
@@ -185,6 +197,9 @@ def evaluate(run: TrainingRun, *, train_loss: float) -> evaluation.GateDecision:
                 "candidate": generator.generate(messages, adapter=run.name, config=config).text,
             }
         )
+        TrainingRun.objects.filter(pk=run.pk).update(evaluated=len(rows))
+        if progress:
+            progress(len(rows), len(pairs))
     return _score_and_gate(run, rows, train_loss, live.name if live else None)
 
 

@@ -58,3 +58,41 @@ def test_unsupported_file_type_is_a_clear_error(tmp_path):
     path.write_text("<pairs/>")
     with pytest.raises(CommandError, match="Unsupported file type .xml"):
         _run(path)
+
+
+def test_a_rows_document_titles_its_context_and_ties_the_pair_to_it(tmp_path, collection, add_document):
+    from tests.knowledge.conftest import ONCALL_MD
+
+    oncall = add_document(collection, "oncall.md", ONCALL_MD)
+    rows = [
+        {
+            "question": "Who is paged?",
+            "answer": "Primary.",
+            "context": "Primary is paged.",
+            "document": "oncall.md",
+        },
+        {
+            "question": "Who else?",
+            "answer": "Secondary.",
+            "context": "Then secondary.",
+            "document": oncall.title,
+        },
+        {
+            "question": "And the wiki?",
+            "answer": "wiki.test",
+            "context": "It is wiki.test.",
+            "document": "Wiki",
+        },
+    ]
+    path = tmp_path / "pairs.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert "Imported 3" in _run(path, "--approve")
+
+    by_source, by_title, unknown = TrainingPair.objects.order_by("pk")
+    for pair in (by_source, by_title):
+        assert pair.context[0]["title"] == "On-call rotation"
+        assert pair.documents == [{"document_id": oncall.pk, "version": 1}]
+    assert unknown.context[0]["title"] == "Wiki" and unknown.documents == []
+
+    add_document(collection, "oncall.md", ONCALL_MD + "\nA new rule.\n")  # version 2
+    assert set(TrainingPair.objects.filter(stale=True)) == {by_source, by_title}

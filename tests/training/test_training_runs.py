@@ -58,10 +58,13 @@ def _train(*args) -> str:
     return out.getvalue()
 
 
-def test_train_evaluates_promotes_and_the_next_answer_uses_the_new_adapter(tiny_training):
+def test_train_evaluates_promotes_and_the_next_answer_uses_the_new_adapter(tiny_training, capsys):
     tiny_training.PROMOTION_MARGIN = 1.0  # any candidate passes
     output = _train("--epochs", "1")
     run = TrainingRun.objects.get()
+    bars = capsys.readouterr().err  # tqdm's bar: training steps, then the held-out questions
+    assert "Training: 100%" in bars and "Evaluating: 100%|" in bars
+    assert f"questions={len(run.heldout_ids)}/{len(run.heldout_ids)}" in bars
     assert run.status == "succeeded" and run.active, run.error
     assert "promoted: it serves now" in output
     folder = Path(run.adapter_path)
@@ -73,6 +76,25 @@ def test_train_evaluates_promotes_and_the_next_answer_uses_the_new_adapter(tiny_
     forget_active_adapter()
     answer = answering.answer("What is SEV1?", platform="cli", mode="adapter")
     assert answer.adapter == run
+
+
+def test_evaluation_counts_the_held_out_questions_it_has_answered(tiny_training, admin_client):
+    from django.urls import reverse
+
+    run = runs.start_run(enqueue=False)
+    seen = []
+
+    def follow(done: int, total: int) -> None:
+        seen.append((done, total, TrainingRun.objects.get(pk=run.pk).evaluated))
+        if done == 1:  # the admin shows the evaluation while it runs
+            page = admin_client.get(reverse("admin:training_trainingrun_changelist")).content.decode()
+            seen.append(f"1 of {total} questions answered" in page)
+
+    runs.run_training(run.pk, eval_progress=follow)
+
+    total = len(run.heldout_ids)
+    assert seen == [(1, total, 1), True, *[(n, total, n) for n in range(2, total + 1)]]
+    assert TrainingRun.objects.get(pk=run.pk).evaluated == total
 
 
 def test_a_candidate_that_fails_the_gate_leaves_the_live_adapter(tiny_training):

@@ -10,7 +10,7 @@ from console.training.importing import import_pairs
 
 
 class Command(BaseCommand):
-    help = "Import training pairs (question, answer, optional context) from JSONL or CSV."
+    help = "Import training pairs (question, answer, optional context and document) from JSONL or CSV."
 
     def add_arguments(self, parser):
         parser.add_argument("file", type=Path)

@@ -47,8 +47,11 @@ class Command(BaseCommand):
                 bar.set_postfix(step=f"{step}/{total}", loss=f"{loss:.3f}")
                 bar.refresh()
 
+            def eval_progress(done: int, total: int) -> None:
+                _show_evaluation(bar, done, total)
+
             try:
-                runs.run_training(run.pk, progress=progress)
+                runs.run_training(run.pk, progress=progress, eval_progress=eval_progress)
             except Exception:
                 pass  # recorded on the run; reported below
 
@@ -56,9 +59,12 @@ class Command(BaseCommand):
         with tqdm(total=100, unit="%", desc="Training", file=sys.stderr) as bar:
             while True:
                 run.refresh_from_db()
-                bar.n = run.progress
-                bar.set_postfix(status=run.status, loss=run.current_loss)
-                bar.refresh()
+                if run.status == TrainingRun.Status.EVALUATING:
+                    _show_evaluation(bar, run.evaluated, len(run.heldout_ids))
+                else:
+                    bar.n = run.progress
+                    bar.set_postfix(status=run.status, loss=run.current_loss)
+                    bar.refresh()
                 if run.status in DONE:
                     return
                 time.sleep(1)
@@ -78,3 +84,13 @@ class Command(BaseCommand):
             self.stdout.write(f"  {reason}")
         verdict = "promoted: it serves now" if run.active else "kept the live adapter"
         self.stdout.write(self.style.SUCCESS(f"Run {run.name} succeeded; {verdict}."))
+
+
+def _show_evaluation(bar: tqdm, done: int, total: int) -> None:
+    """The same bar, now counting held-out questions answered by base, live and candidate."""
+    if bar.desc != "Evaluating":
+        bar.set_description("Evaluating")
+        bar.reset(total=total)
+    bar.n = done
+    bar.set_postfix(questions=f"{done}/{total}")
+    bar.refresh()
