@@ -90,12 +90,12 @@ class Chunk(models.Model):
             models.UniqueConstraint(fields=["document", "ordinal"], name="chunk_unique_ordinal"),
         ]
         indexes = [
-            # pgvector's defaults (m 16, ef_construction 64) reached recall@10 0.90 at 100k chunks;
-            # these reach 0.97 at ef_search 100 for twice the build time (bench/retrieval.py).
+            # pgvector's defaults (m 16, ef_construction 64) reached recall@10 0.86-0.90 at 100k
+            # chunks of bench/retrieval.py's corpus; these reach 0.95+ at ef_search 100.
             HnswIndex(
                 name="chunk_embedding_hnsw",
                 fields=["embedding"],
-                m=24,
+                m=32,
                 ef_construction=128,
                 opclasses=["vector_cosine_ops"],
             ),

@@ -12,7 +12,7 @@ def test_migrations_create_vector_extension_and_indexes():
         cursor.execute("SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'knowledge_chunk'")
         indexes = dict(cursor.fetchall())
     assert "USING hnsw (embedding vector_cosine_ops)" in indexes["chunk_embedding_hnsw"]
-    assert "WITH (m='24', ef_construction='128')" in indexes["chunk_embedding_hnsw"]
+    assert "WITH (m='32', ef_construction='128')" in indexes["chunk_embedding_hnsw"]
     assert "USING gin (search_vector)" in indexes["chunk_search_vector_gin"]
 
 
