@@ -196,6 +196,5 @@ def test_enqueue_puts_one_job_per_batch_on_the_queue(
         "vpn.txt": Document.Status.INDEXED,
         "empty.txt": Document.Status.FAILED,
     }
-    assert (
-        ingest_queue.failed_job_registry.count == failed_before
-    )  # bad input fails its document, not the job
+    # Bad input fails its document, not the job.
+    assert ingest_queue.failed_job_registry.count == failed_before
