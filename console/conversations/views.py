@@ -1,21 +1,29 @@
 """The chat page: ask as a logged-in user, read the answer with its sources, vote 👍/👎.
 
 Plain form posts that work without JavaScript (post, redirect, get); chat.js upgrades them to
-fetch calls that swap in the same `_answer.html` fragment, and shows that the model is working.
+fetch calls that stream the answer's text as it is generated (newline-delimited JSON), then swap
+in the same `_answer.html` fragment the page renders.
 """
 
 from __future__ import annotations
 
+import json
+import logging
+import queue
 import re
+import threading
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth.decorators import login_required
+from django.db import connections
 from django.db.models import Count, Q
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.html import escape, format_html
 from django.utils.safestring import SafeString, mark_safe
@@ -34,6 +42,8 @@ STAGES = ("embed", "search", "load", "prompt", "generate", "total")
 _CITATION = re.compile(r"\[(\d+)\]")
 
 console_login_required = login_required(login_url="admin:login")
+logger = logging.getLogger(__name__)
+STREAM_TYPE = "application/x-ndjson"
 
 
 def default_mode_label() -> str:
@@ -133,6 +143,10 @@ def wants_fragment(request: HttpRequest) -> bool:
     return request.headers.get("X-Requested-With") == "fetch"
 
 
+def wants_stream(request: HttpRequest) -> bool:
+    return wants_fragment(request) and STREAM_TYPE in request.headers.get("Accept", "")
+
+
 def page(request: HttpRequest, form: AskForm, status: int = 200) -> HttpResponse:
     context = {
         **admin.site.each_context(request),
@@ -155,15 +169,18 @@ def ask(request: HttpRequest) -> HttpResponse:
     form = AskForm(request.POST)
     if not form.is_valid():
         return failure(request, form, "Write a question first (up to 4000 characters).", status=400)
+    question = {
+        "question": form.cleaned_data["question"],
+        "platform": Platform.WEB,
+        "user": voter(request),
+        "thread": conversation(request),
+        "history": thread_history(Platform.WEB, "", conversation(request)),
+        "mode": form.cleaned_data["mode"] or None,
+    }
+    if wants_stream(request):
+        return StreamingHttpResponse(stream_answer(request, question), content_type=STREAM_TYPE)
     try:
-        answer = answering.answer(
-            form.cleaned_data["question"],
-            platform=Platform.WEB,
-            user=voter(request),
-            thread=conversation(request),
-            history=thread_history(Platform.WEB, "", conversation(request)),
-            mode=form.cleaned_data["mode"] or None,
-        )
+        answer = answering.answer(**question)
     except (AdapterError, GenerationError) as error:
         return failure(request, form, f"The model could not answer: {error}", status=503)
     except (answering.ChannelDisabled, ValueError) as error:
@@ -171,6 +188,46 @@ def ask(request: HttpRequest) -> HttpResponse:
     if wants_fragment(request):
         return render(request, "conversations/_answer.html", {"card": cards(request, [answer.pk])[0]})
     return redirect(f"{reverse('conversations:chat')}#answer-{answer.pk}")
+
+
+def stream_answer(request: HttpRequest, question: dict) -> Iterator[str]:
+    """One JSON object a line: {"delta": text} as the model writes, then {"html": the answer card},
+    or {"error": message, "status": code}. The answer runs on its own thread, so pieces go out as
+    they come; the response has already started, so failures travel as the last line."""
+    events: queue.Queue[tuple[str, object]] = queue.Queue()
+
+    def work() -> None:
+        try:
+            answer = answering.answer(**question, on_delta=lambda delta: events.put(("delta", delta)))
+            events.put(("done", answer.pk))
+        except (AdapterError, GenerationError) as error:
+            events.put(("error", (503, f"The model could not answer: {error}")))
+        except (answering.ChannelDisabled, ValueError) as error:
+            events.put(("error", (400, str(error))))
+        except Exception:
+            logger.exception("chat: answering failed")
+            events.put(("error", (500, "Answering failed; the server log has the details.")))
+        finally:
+            connections.close_all()  # this thread's own database connection
+
+    threading.Thread(target=work, name="chat-answer", daemon=True).start()
+    while True:
+        kind, value = events.get()
+        if kind == "delta":
+            yield json.dumps({"delta": value}) + "\n"
+        elif kind == "done":
+            card_html = render_to_string(
+                "conversations/_answer.html", {"card": cards(request, [value])[0]}, request=request
+            )
+            yield json.dumps({"html": card_html}) + "\n"
+            return
+        else:
+            status, message = value
+            yield json.dumps(
+                {"error": str(format_html('<p class="errornote">{}</p>', message)), "status": status}
+            )
+            yield "\n"
+            return
 
 
 def failure(request: HttpRequest, form: AskForm, message: str, *, status: int) -> HttpResponse:

@@ -1,3 +1,5 @@
+import json
+
 import pytest
 from django.urls import reverse
 
@@ -7,6 +9,7 @@ from tests.conversations.conftest import ONCALL_QUESTION, UNRELATED_QUESTION
 
 pytestmark = pytest.mark.django_db
 FETCH = {"HTTP_X_REQUESTED_WITH": "fetch"}
+STREAM = {**FETCH, "HTTP_ACCEPT": "application/x-ndjson"}
 
 
 def ask(client, question: str, mode: str = "", **headers):
@@ -131,3 +134,33 @@ def test_a_model_server_failure_is_explained_on_the_page(admin_client, model_ser
     response = ask(admin_client, ONCALL_QUESTION, mode="prompt")
     assert response.status_code == 503 and "could not be reached" in response.content.decode()
     assert not Answer.objects.exists()
+
+
+def streamed(response) -> list[dict]:
+    assert response.status_code == 200 and response["Content-Type"] == "application/x-ndjson"
+    return [json.loads(line) for line in b"".join(response.streaming_content).decode().splitlines()]
+
+
+# The answer runs on its own thread, with its own database connection: data must be committed.
+@pytest.mark.django_db(transaction=True)
+def test_a_streamed_answer_sends_its_text_piece_by_piece_then_the_card(admin_client, handbook):
+    events = streamed(ask(admin_client, ONCALL_QUESTION, **STREAM))
+    answer = Answer.objects.get()
+    deltas = [event["delta"] for event in events[:-1]]
+    assert len(deltas) >= 2 and len(deltas) == len(events) - 1
+    assert "".join(deltas).strip() == answer.text
+    assert events[-1]["html"].strip().startswith(f'<article class="card answer" id="answer-{answer.pk}"')
+    assert "On-call rotation" in events[-1]["html"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_streamed_question_the_documents_do_not_cover_sends_only_the_card(admin_client, handbook):
+    events = streamed(ask(admin_client, UNRELATED_QUESTION, **STREAM))
+    assert len(events) == 1 and "not covered by the knowledge base" in events[0]["html"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_streamed_failure_ends_the_stream_with_the_reason(admin_client, model_server_down):
+    events = streamed(ask(admin_client, ONCALL_QUESTION, mode="prompt", **STREAM))
+    assert events == [{"error": events[0]["error"], "status": 503}]
+    assert "The model could not answer" in events[0]["error"] and not Answer.objects.exists()

@@ -1,5 +1,6 @@
-// Progressive enhancement of the chat page: ask and vote without reloading, and show that the
-// model is working. Without JavaScript the same forms post and redirect.
+// Progressive enhancement of the chat page: ask and vote without reloading, show that the model
+// is working, and stream the answer's text as it is written (the server sends one JSON object a
+// line: {"delta"}..., then {"html"} or {"error"}). Without JavaScript the same forms post and redirect.
 (function () {
   "use strict";
 
@@ -16,6 +17,56 @@
         return { ok: response.ok, html: html };
       });
     });
+  }
+
+  // POST the question and call onDelta(text) for each piece; resolves to {ok, html} at the end.
+  function ask(form, onDelta) {
+    return fetch(form.action, {
+      method: "POST",
+      body: new FormData(form),
+      credentials: "same-origin",
+      headers: { "X-Requested-With": "fetch", Accept: "application/x-ndjson" },
+    }).then(function (response) {
+      const streamed = (response.headers.get("Content-Type") || "").indexOf("application/x-ndjson") === 0;
+      if (!streamed) {
+        return response.text().then(function (html) { return { ok: response.ok, html: html }; });
+      }
+      const reader = response.body.getReader();
+      const decoder = new TextDecoder();
+      let buffered = "";
+      let result = { ok: false, html: '<p class="errornote">The answer stopped before it was complete.</p>' };
+      function handle(line) {
+        if (!line.trim()) return;
+        const event = JSON.parse(line);
+        if (event.delta !== undefined) onDelta(event.delta);
+        else if (event.html !== undefined) result = { ok: true, html: event.html };
+        else if (event.error !== undefined) result = { ok: false, html: event.error };
+      }
+      function pump() {
+        return reader.read().then(function (chunk) {
+          if (chunk.done) {
+            handle(buffered);
+            return result;
+          }
+          buffered += decoder.decode(chunk.value, { stream: true });
+          const lines = buffered.split("\n");
+          buffered = lines.pop();
+          lines.forEach(handle);
+          return pump();
+        });
+      }
+      return pump();
+    });
+  }
+
+  // A card that fills with the answer's text while it is generated; replaced by the real one.
+  function draftCard(questionText) {
+    const draft = fromHtml(
+      '<article class="card answer draft" aria-busy="true"><header><p class="question"></p></header>' +
+      '<div class="text"><p></p></div></article>'
+    );
+    draft.querySelector(".question").textContent = questionText;
+    return draft;
   }
 
   function fromHtml(html) {
@@ -50,8 +101,17 @@
       const timer = setInterval(function () {
         seconds.textContent = String(Math.round((Date.now() - started) / 1000));
       }, 500);
-      post(form)
+      let draft = null;
+      ask(form, function (delta) {
+        if (!draft) {
+          draft = draftCard(question.value.trim());
+          answers.prepend(draft);
+          working.hidden = true;
+        }
+        draft.querySelector(".text p").textContent += delta;
+      })
         .then(function (result) {
+          if (draft) draft.remove();
           if (result.ok) {
             answers.prepend(fromHtml(result.html));
             question.value = "";
@@ -63,6 +123,7 @@
           }
         })
         .catch(function () {
+          if (draft) draft.remove();
           error.innerHTML = '<p class="errornote">The server could not be reached. Try again.</p>';
         })
         .finally(function () {
