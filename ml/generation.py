@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ml.model_files import AdapterError, check_adapter_folder
+from ml.prompting import DOC_CLOSE, DOC_OPEN, FENCE_CLOSE, FENCE_OPEN
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +66,37 @@ class Generator(Protocol):
     ) -> Iterator[str]: ...
 
     def ensure_adapter(self, name: str, path: str | Path) -> None: ...
+
+
+# The prompt's own fence tags: small models sometimes echo them; they never belong in an answer.
+FENCE_TAGS = (FENCE_OPEN, FENCE_CLOSE, DOC_OPEN, DOC_CLOSE)
+_FENCE_TAG = re.compile("|".join(re.escape(tag) for tag in FENCE_TAGS))
+
+
+def without_fence_tags(deltas: Iterable[str]) -> Iterator[str]:
+    """The deltas with the prompt's fence tags removed, even a tag split across deltas.
+
+    Text that could still be the start of a tag is held back until the next delta settles it, so
+    the pieces join to exactly what removing the tags from the joined text gives.
+    """
+    pending = ""
+    for delta in deltas:
+        text = pending + delta
+        start = text.rfind("<")
+        if start != -1 and any(tag != text[start:] and tag.startswith(text[start:]) for tag in FENCE_TAGS):
+            text, pending = text[:start], text[start:]  # perhaps the start of a tag: wait and see
+        else:
+            pending = ""
+        text = _FENCE_TAG.sub("", text)
+        if text:
+            yield text
+    if pending:
+        yield pending  # an unfinished tag at the very end is only text
+
+
+def clean_reply(text: str) -> str:
+    """A whole reply as the streamed deltas join: fence tags removed, then stripped."""
+    return "".join(trimmed(without_fence_tags([text])))
 
 
 def trimmed(deltas: Iterable[str]) -> Iterator[str]:
@@ -225,7 +257,7 @@ class LocalGenerator:
             with self._serving(adapter) as model:
                 output = model.generate(**inputs, **self._generate_kwargs(config, prompt_tokens), **extra)
             completion = output[0, prompt_tokens:]
-            text = self._tokenizer.decode(completion, skip_special_tokens=True).strip()
+            text = clean_reply(self._tokenizer.decode(completion, skip_special_tokens=True))
             seconds = time.perf_counter() - started
         return GenerationResult(text, prompt_tokens, int(completion.shape[0]), seconds)
 
@@ -270,7 +302,7 @@ class LocalGenerator:
         worker = threading.Thread(target=work, name="generation-stream", daemon=True)
         worker.start()
         try:
-            yield from trimmed(streamer)
+            yield from trimmed(without_fence_tags(streamer))
         finally:
             stop.set()
             worker.join()
@@ -354,7 +386,7 @@ class OpenAIGenerator:
             completion = self._client.chat.completions.create(**self._request(messages, adapter, config))
         except openai.APIError as error:
             raise self._failure(error) from error
-        text = (completion.choices[0].message.content or "").strip() if completion.choices else ""
+        text = clean_reply(completion.choices[0].message.content or "") if completion.choices else ""
         usage = completion.usage
         return GenerationResult(
             text,
@@ -394,7 +426,7 @@ class OpenAIGenerator:
                 chunks.close()
 
         try:
-            for delta in trimmed(deltas()):
+            for delta in trimmed(without_fence_tags(deltas())):
                 parts.append(delta)
                 yield delta
         except openai.APIError as error:

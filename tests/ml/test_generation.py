@@ -17,6 +17,9 @@ from ml.generation import (  # noqa: E402
     GenerationError,
     LocalGenerator,
     OpenAIGenerator,
+    clean_reply,
+    trimmed,
+    without_fence_tags,
 )
 from ml.model_files import AdapterError, check_adapter_folder, default_base_model_path  # noqa: E402
 from ml.prompting import DEFAULT_SYSTEM_PROMPT, ContextChunk, build_messages  # noqa: E402
@@ -400,3 +403,27 @@ def test_openai_generator_reports_an_unreachable_server():
 
     with pytest.raises(GenerationError, match="could not be reached"):
         remote.generate(question())
+
+
+@pytest.mark.parametrize(
+    "pieces",
+    [
+        ["Short answer: 10%.", "</document>", "\n</documents>"],
+        ["Short answer: 10%.</docu", "ment>\n</doc", "uments>"],
+        ["<", "<documents>", "a < b", " and <doc", "s>"],
+        ["See <documents", ">[1] the wiki</document> now <"],
+    ],
+)
+def test_fence_tags_echoed_by_the_model_are_removed_however_the_stream_splits_them(pieces):
+    full = "".join(pieces)
+    streamed = "".join(trimmed(without_fence_tags(pieces)))
+    assert streamed == clean_reply(full)
+    for tag in ("<documents>", "</documents>", "<document>", "</document>"):
+        assert tag not in streamed
+    one_by_one = "".join(trimmed(without_fence_tags(list(full))))  # a character per delta
+    assert one_by_one == streamed
+
+
+def test_clean_reply_keeps_other_angle_brackets_and_strips_the_ends():
+    assert clean_reply("  <document>x < y and <b>bold</b></document>\n") == "x < y and <b>bold</b>"
+    assert clean_reply("Use <docs> or <doc>") == "Use <docs> or <doc>"
