@@ -12,20 +12,17 @@ CUDA, so an RQ worker can import it before forking.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import math
-import os
 import random
 import shutil
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ml import checkpoints
 from ml.prompting import DEFAULT_SYSTEM_PROMPT, ContextChunk, build_messages, neutralise
 
 logger = logging.getLogger(__name__)
@@ -244,33 +241,6 @@ def _schedule(total_steps: int, warmup_steps: int) -> Callable[[int], float]:
     return factor
 
 
-def _fingerprint(base_model: str, config: TrainingConfig, features: Sequence[Features]) -> str:
-    """What a checkpoint must match to be resumed: base model, settings (bar cadence), data."""
-    digest = hashlib.sha256()
-    settings = {**asdict(config), "checkpoint_every": None}
-    digest.update(json.dumps([base_model, settings], sort_keys=True, default=str).encode())
-    for ids, labels in features:
-        digest.update(json.dumps([ids, labels]).encode())
-    return digest.hexdigest()
-
-
-def _write_atomically(folder: Path, write: Callable[[Path], None]) -> None:
-    """Call write(staging) on a hidden sibling of `folder`, then rename it to `folder`."""
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
-    try:
-        write(staging)
-        os.rename(staging, folder)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-
-
-def _checkpoints(folder: Path) -> list[Path]:
-    """Complete checkpoints in `folder`, oldest first (each one was renamed into place whole)."""
-    return sorted(folder.glob("step-*")) if folder.is_dir() else []
-
-
 class _Trainer:
     """The training loop's state: model, optimizer, scheduler, step, losses; checkpoints it."""
 
@@ -336,72 +306,14 @@ class _Trainer:
         return self.losses[-1]
 
     def save_checkpoint(self, folder: Path, fingerprint: str) -> None:
-        import numpy as np
-        import torch
-        from safetensors.torch import save_file
-
-        names = self._trainable_names()
-        state = {
-            "fingerprint": fingerprint,
-            "step": self.step,
-            "losses": self.losses,
-            "python_rng": random.getstate(),
-            "numpy_rng": [x.tolist() if isinstance(x, np.ndarray) else x for x in np.random.get_state()],
-        }
-        torch_state = {
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "torch_rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state_all() if self.device.startswith("cuda") else [],
-        }
-
-        def write(staging: Path) -> None:
-            save_file(
-                {n: p.detach().cpu().contiguous() for n, p in names.items()}, staging / "lora.safetensors"
-            )
-            torch.save(torch_state, staging / "optimizer.pt")
-            (staging / "state.json").write_text(json.dumps(state))
-
-        latest = folder / f"step-{self.step:08d}"
-        _write_atomically(latest, write)
-        for older in [*_checkpoints(folder), *folder.glob(".step-*")]:  # and crashed stagings
-            if older != latest:
-                shutil.rmtree(older, ignore_errors=True)
+        checkpoints.save(self, folder, fingerprint)
         logger.info("Checkpoint at step %d/%d in %s", self.step, self.total_steps, folder)
 
     def load_checkpoint(self, folder: Path, fingerprint: str) -> bool:
         """Restore the latest checkpoint in `folder`; False (nothing changed) if none is for this run."""
-        import numpy as np
-        import torch
-        from safetensors.torch import load_file
+        return checkpoints.load(self, folder, fingerprint)
 
-        saved = _checkpoints(folder)
-        if not saved:
-            return False
-        state = json.loads((saved[-1] / "state.json").read_text())
-        if state["fingerprint"] != fingerprint:
-            logger.warning("Discarding checkpoints in %s: they were made for other data or settings", folder)
-            shutil.rmtree(folder, ignore_errors=True)
-            return False
-        folder = saved[-1]
-        weights = load_file(folder / "lora.safetensors")
-        with torch.no_grad():
-            for name, param in self._trainable_names().items():
-                param.copy_(weights[name])
-        torch_state = torch.load(folder / "optimizer.pt", map_location=self.device, weights_only=True)
-        self.optimizer.load_state_dict(torch_state["optimizer"])
-        self.scheduler.load_state_dict(torch_state["scheduler"])
-        torch.set_rng_state(torch_state["torch_rng"].cpu())
-        if torch_state["cuda_rng"]:
-            torch.cuda.set_rng_state_all([s.cpu() for s in torch_state["cuda_rng"]])
-        version, internal, gauss = state["python_rng"]
-        random.setstate((version, tuple(internal), gauss))
-        name, keys, pos, has_gauss, cached = state["numpy_rng"]
-        np.random.set_state((name, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
-        self.step, self.losses = state["step"], state["losses"]
-        return True
-
-    def _trainable_names(self) -> dict[str, Any]:
+    def trainable_parameters(self) -> dict[str, Any]:
         return {name: p for name, p in self.model.named_parameters() if p.requires_grad}
 
     def last_epoch_loss(self) -> float:
@@ -421,7 +333,7 @@ def _save_adapter(model, output_dir: Path) -> None:
         for path in staging.iterdir():
             path.chmod(0o644)
 
-    _write_atomically(output_dir, write)
+    checkpoints.write_atomically(output_dir, write)
 
 
 # --- the entry point ---------------------------------------------------------------------------
@@ -466,7 +378,9 @@ def train_adapter(
         )
     pad_id = next((i for i in (tokenizer.pad_token_id, tokenizer.eos_token_id) if i is not None), 0)
     trainer = _Trainer(model, features, pad_id, config, device)
-    fingerprint = _fingerprint(str(base_model), config, features)
+    fingerprint = checkpoints.fingerprint(
+        [str(base_model), {**asdict(config), "checkpoint_every": None}], features
+    )
     resumed_from = trainer.step if trainer.load_checkpoint(checkpoint, fingerprint) else 0
     logger.info(
         "Training %s on %d examples (%d skipped as too long), %d steps on %s, resuming at step %d",

@@ -10,6 +10,7 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from ml.checkpoints import write_atomically  # noqa: E402
 from ml.generation import GenerationConfig, LocalGenerator  # noqa: E402
 from ml.model_files import default_base_model_path  # noqa: E402
 from ml.prompting import DEFAULT_SYSTEM_PROMPT, ContextChunk, build_messages  # noqa: E402
@@ -18,7 +19,6 @@ from ml.training import (  # noqa: E402
     Example,
     ExampleTooLong,
     TrainingConfig,
-    _write_atomically,
     collate,
     padding_tokens,
     plan_batches,
@@ -214,7 +214,7 @@ def test_a_failed_write_leaves_neither_the_folder_nor_its_staging(tmp_path):
         raise OSError("disk full")
 
     with pytest.raises(OSError, match="disk full"):
-        _write_atomically(tmp_path / "adapter", write_then_fail)
+        write_atomically(tmp_path / "adapter", write_then_fail)
     assert list(tmp_path.iterdir()) == []
 
 
