@@ -1,4 +1,4 @@
-"""A worker process killed mid-job leaves the document failed with a reason, old chunks intact."""
+"""A worker process killed mid-job leaves its documents failed with a reason, old chunks intact."""
 
 import os
 import signal
@@ -10,12 +10,12 @@ import pytest
 
 from console.knowledge import services
 from console.knowledge.models import Document
-from tests.knowledge.conftest import ONCALL_MD
+from tests.knowledge.conftest import EXPENSES_MD, ONCALL_MD
 from tests.subprocesses import database_url_for_tests, wait_until
 
 
 @pytest.mark.django_db(transaction=True)
-def test_killed_work_horse_leaves_document_failed_and_old_chunks_serving(
+def test_killed_work_horse_leaves_its_batch_failed_and_old_chunks_serving(
     collection, add_document, ingest_queue, settings
 ):
     settings.MEDIA_ROOT = settings.DATA_DIR / "media"  # where the worker process will look
@@ -24,7 +24,8 @@ def test_killed_work_horse_leaves_document_failed_and_old_chunks_serving(
     registration = services.register_file(
         collection, "oncall.md", (ONCALL_MD + "\nNew paragraph.\n").encode()
     )
-    services.enqueue_index(registration.document)  # autocommit: enqueued at once
+    other = services.register_file(collection, "expenses.md", EXPENSES_MD.encode()).document
+    services.enqueue_index([registration.document, other])  # one batch; autocommit: enqueued at once
 
     env = dict(os.environ, DATABASE_URL=database_url_for_tests(), REDIS_URL=settings.REDIS_URL)
     worker = subprocess.Popen(
@@ -48,6 +49,8 @@ def test_killed_work_horse_leaves_document_failed_and_old_chunks_serving(
     assert "interrupted" in failed.error and "Re-index" in failed.error
     assert failed.version == 1
     assert set(failed.chunks.values_list("id", flat=True)) == old_chunks
+    other.refresh_from_db()  # the rest of the batch fails with it, not left "indexing"
+    assert other.status == Document.Status.FAILED and "interrupted" in other.error
 
 
 @pytest.mark.django_db(transaction=True)
