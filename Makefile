@@ -44,3 +44,4 @@ bench: setup
 	$(PY) bench/retrieval.py
 	$(PY) bench/answer.py
 	$(PY) bench/train.py
+	$(PY) bench/context.py
