@@ -56,10 +56,20 @@ def register_paths(collection: Collection, paths: list[Path], summary: IngestSum
     return pending
 
 
-def index_now(documents: list[Document], summary: IngestSummary, on_progress: Callable[[Document], None]):
-    """Index in this process, a batch at a time (one embedding pass per batch)."""
+def index_now(
+    documents: list[Document],
+    summary: IngestSummary,
+    on_progress: Callable[[Document], None],
+    on_embedding: services.Progress | None = None,
+):
+    """Index in this process, a batch at a time (one embedding pass per batch).
+
+    on_progress(document) follows documents as they finish; on_embedding(done, total) the chunks
+    of the batch being embedded, so a large batch shows movement before its documents finish.
+    """
     for batch in services.batches(documents):
-        for result in services.index_documents([document.pk for document in batch]):
+        ids = [document.pk for document in batch]
+        for result in services.index_documents(ids, progress=on_embedding):
             (summary.indexed if result.status == Document.Status.INDEXED else summary.failed).append(result)
             on_progress(result)
 

@@ -28,9 +28,11 @@ def _ingest(*args, **kwargs) -> str:
     return out.getvalue()
 
 
-def test_ingest_folder_recursively_and_report(folder):
+def test_ingest_folder_recursively_and_report(folder, capsys):
     output = _ingest(folder, collection="handbook", sync=True)
     assert "Indexed 3, skipped 0 unchanged, failed 0." in output
+    bar = capsys.readouterr().err  # the bar moves while a batch's chunks embed, then per document
+    assert "embedding" in bar and "chunks" in bar and "3/3" in bar
     assert "ops/oncall.md" in output
     assert ".png ×1" in output
     assert set(Document.objects.values_list("source", flat=True)) == {

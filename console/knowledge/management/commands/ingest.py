@@ -50,8 +50,11 @@ class Command(BaseCommand):
                 bar.set_postfix_str(document.source[-40:])
                 bar.update(1)
 
+            def embedding(done: int, total: int) -> None:
+                bar.set_postfix_str(f"embedding {done}/{total} chunks")
+
             if sync:
-                ingestion.index_now(pending, summary, advance)
+                ingestion.index_now(pending, summary, advance, embedding)
             else:
                 ingestion.wait_for(pending, summary, advance)
                 summary.queued.clear()
