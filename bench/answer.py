@@ -31,6 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.docs import machine_info, write_section  # noqa: E402
+from bench.environment import throwaway_environment  # noqa: E402
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "console.settings")
 os.environ.setdefault("SECRET_KEY", "benchmark-only-secret-key")
@@ -180,27 +181,6 @@ def bench_loads(report: Report) -> None:
 
 
 # --- Environment ----------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def throwaway_environment():
-    """A fresh migrated database beside the real one and a temporary MEDIA_ROOT, both removed after."""
-    from django.db import connection
-    from django.test import override_settings
-
-    real_name = connection.settings_dict["NAME"]
-    connection.settings_dict["TEST"]["NAME"] = f"{real_name}_answer_bench"
-    connection.creation.create_test_db(verbosity=0, autoclobber=True, serialize=False, keepdb=False)
-    if connection.settings_dict["NAME"] == real_name:
-        raise RuntimeError("Refusing to run: the throwaway database was not created.")
-    try:
-        with (
-            tempfile.TemporaryDirectory(prefix="answer-bench-media-") as media,
-            override_settings(MEDIA_ROOT=media),
-        ):
-            yield
-    finally:
-        connection.creation.destroy_test_db(real_name, verbosity=0, keepdb=False)
 
 
 def ingest_demo_kb() -> None:
@@ -658,7 +638,7 @@ def main() -> None:
     django.setup()
     meter = CpuMeter()
     bench_loads(report)
-    with throwaway_environment():
+    with throwaway_environment("answer_bench"):
         run(report, plan.questions)
     report.other_cpu = meter.other_share()
     report.load_average = (load_before, os.getloadavg()[0])

@@ -17,7 +17,6 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -42,16 +41,13 @@ def main() -> None:
     import django
 
     django.setup()
-    from django.db import connection
+    from bench.environment import throwaway_environment
 
     ks = [int(k) for k in args.k.split(",")]
-    old_name = connection.creation.create_test_db(verbosity=0, autoclobber=True)
-    try:
+    with throwaway_environment("context_bench"):
         started = time.monotonic()
         rows, questions = measure(ks, quick=args.quick)
         minutes = (time.monotonic() - started) / 60
-    finally:
-        connection.creation.destroy_test_db(old_name, verbosity=0)
     table = render(rows)
     print(table)
     if not args.quick:
@@ -68,7 +64,6 @@ def measure(ks: list[int], *, quick: bool) -> tuple[list[list[str]], int]:
     from console import answering
     from ml import embeddings, evaluation
 
-    settings.MEDIA_ROOT = Path(tempfile.mkdtemp(prefix="bench-context-"))
     settings.BASE_MODEL = ""  # the bundled default model
     settings.GENERATION_TEMPERATURE = 0.0
     settings.GENERATION_MAX_NEW_TOKENS = MAX_NEW_TOKENS

@@ -20,7 +20,6 @@ import random
 import re
 import signal
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -32,6 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.docs import machine_info, write_section  # noqa: E402
+from bench.environment import throwaway_environment  # noqa: E402
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "console.settings")
 os.environ.setdefault("SECRET_KEY", "benchmark-only-secret-key")
@@ -162,21 +162,6 @@ class Report:
 
 
 # --- Environment ---------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def throwaway_environment():
-    """A fresh migrated database beside the real one and a temporary MEDIA_ROOT, both removed after."""
-    real_name = connection.settings_dict["NAME"]
-    connection.settings_dict["TEST"]["NAME"] = f"{real_name}_retrieval_bench"
-    connection.creation.create_test_db(verbosity=0, autoclobber=True, serialize=False, keepdb=False)
-    if connection.settings_dict["NAME"] == real_name:
-        raise RuntimeError("Refusing to run: the throwaway database was not created.")
-    try:
-        with tempfile.TemporaryDirectory(prefix="bench-media-") as media, override_settings(MEDIA_ROOT=media):
-            yield
-    finally:
-        connection.creation.destroy_test_db(real_name, verbosity=0, keepdb=False)
 
 
 @contextlib.contextmanager
@@ -911,7 +896,7 @@ def main() -> None:
     report = Report(plan=plan)
     started = time.monotonic()
     report.load = os.getloadavg()[0]
-    with throwaway_environment():
+    with throwaway_environment("retrieval_bench"):
         meter = CpuMeter()
         run(plan, report)
         report.other_cpu = meter.other_share()

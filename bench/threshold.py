@@ -41,24 +41,17 @@ def main() -> None:
     import django
 
     django.setup()
-    from django.db import connection
+    from bench.environment import throwaway_environment
 
-    old_name = connection.creation.create_test_db(verbosity=0, autoclobber=True)
-    try:
+    with throwaway_environment("threshold_bench"):
         report(measure())
-    finally:
-        connection.creation.destroy_test_db(old_name, verbosity=0)
 
 
 def measure() -> tuple[list[float], list[float]]:
-    import tempfile
-
-    from django.conf import settings
     from django.core.management import call_command
 
     from console.knowledge.search import search
 
-    settings.MEDIA_ROOT = Path(tempfile.mkdtemp())
     call_command(
         "ingest",
         str(ROOT / "examples" / "knowledge"),

@@ -222,31 +222,32 @@ class Answering(commands.Cog):
     @commands.Cog.listener()
     async def on_raw_reaction_add(self, payload: discord.RawReactionActionEvent) -> None:
         """A 👍/👎 on one of the bot's answers is a vote, like the buttons; bots' reactions are not."""
-        value = vote_value(str(payload.emoji))
-        me = self.bot.user
-        if value is None or me is None or payload.user_id == me.id:
-            return
-        if payload.message_author_id is not None and payload.message_author_id != me.id:
-            return
         voter = payload.member or self.bot.get_user(payload.user_id)
         if voter is not None and voter.bot:
             return
-        place = where(self.bot.get_channel(payload.channel_id), payload.channel_id, payload.guild_id)
-        answer_id = await _off_loop(_answer_id_for_message, place, payload.message_id)
-        if answer_id is not None:
-            await _off_loop(_vote, answer_id, payload.user_id, value)
+        if vote := await self._reaction_vote(payload):
+            await _off_loop(_vote, *vote)
 
     @commands.Cog.listener()
     async def on_raw_reaction_remove(self, payload: discord.RawReactionActionEvent) -> None:
         """Removing a 👍/👎 from one of the bot's answers takes that vote back."""
+        if vote := await self._reaction_vote(payload):
+            await _off_loop(_withdraw, *vote)
+
+    async def _reaction_vote(self, payload: discord.RawReactionActionEvent) -> tuple[int, int, int] | None:
+        """(answer id, user id, +1/-1) for a 👍/👎 by someone else on one of the bot's answers, else None.
+
+        A removal's payload carries no message author; the answer lookup still finds only ours.
+        """
         value = vote_value(str(payload.emoji))
         me = self.bot.user
         if value is None or me is None or payload.user_id == me.id:
-            return
+            return None
+        if payload.message_author_id is not None and payload.message_author_id != me.id:
+            return None
         place = where(self.bot.get_channel(payload.channel_id), payload.channel_id, payload.guild_id)
         answer_id = await _off_loop(_answer_id_for_message, place, payload.message_id)
-        if answer_id is not None:
-            await _off_loop(_withdraw, answer_id, payload.user_id, value)
+        return (answer_id, payload.user_id, value) if answer_id is not None else None
 
 
 def bot_intents() -> discord.Intents:

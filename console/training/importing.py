@@ -8,9 +8,10 @@ document changes.
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -80,24 +81,19 @@ def validate(row: dict) -> tuple[str, str, list[dict]]:
     return question, answer, _context(row.get("context"))
 
 
-class _Documents:
-    """Knowledge-base documents by source or title, looked up once per name."""
-
-    def __init__(self) -> None:
-        self.found: dict[str, Document | None] = {}
-
-    def get(self, name: str) -> Document | None:
-        if name not in self.found:
-            self.found[name] = (
-                Document.objects.filter(source=name).order_by("pk").first()
-                or Document.objects.filter(title=name).order_by("pk").first()
-            )
-        return self.found[name]
+def _find_document(name: str) -> Document | None:
+    """The knowledge-base document whose source file name, or else title, is `name`."""
+    return (
+        Document.objects.filter(source=name).order_by("pk").first()
+        or Document.objects.filter(title=name).order_by("pk").first()
+    )
 
 
-def _with_document(context: list[dict], name: str, documents: _Documents) -> tuple[list[dict], list[dict]]:
+def _with_document(
+    context: list[dict], name: str, find: Callable[[str], Document | None]
+) -> tuple[list[dict], list[dict]]:
     """The context with untitled items titled after the row's document, and the pair's documents."""
-    document = documents.get(name) if name else None
+    document = find(name) if name else None
     title = document.title if document else name
     titled = [{**item, "title": item["title"] or title} for item in context]
     linked = [{"document_id": document.pk, "version": document.version}] if document else []
@@ -107,13 +103,13 @@ def _with_document(context: list[dict], name: str, documents: _Documents) -> tup
 def import_pairs(path: Path, *, approve: bool = False) -> ImportReport:
     report = ImportReport()
     status = TrainingPair.Status.APPROVED if approve else TrainingPair.Status.CANDIDATE
-    documents = _Documents()
+    find = functools.cache(_find_document)  # many rows name the same few documents
     for number, row, error in read_rows(path):
         try:
             if error:
                 raise ValueError(error)
             question, answer, context = validate(row)
-            context, linked = _with_document(context, str(row.get("document") or "").strip(), documents)
+            context, linked = _with_document(context, str(row.get("document") or "").strip(), find)
             fields = scrubbed_fields(question, answer, context)
         except ValueError as err:
             report.rejected.append((number, str(err)))

@@ -102,19 +102,22 @@ def sent_messages() -> list[discord.Message]:
     return messages
 
 
-def reaction(message: discord.Message, user_id: int, emoji: str, member: dict | None = None) -> dict:
-    """A MESSAGE_REACTION_ADD gateway payload, as Discord sends it."""
+def reaction(
+    message: discord.Message, user_id: int, emoji: str, member: dict | None = None, *, removed: bool = False
+) -> dict:
+    """A MESSAGE_REACTION_ADD gateway payload as Discord sends it; `removed`: a MESSAGE_REACTION_REMOVE,
+    which carries no member and no message author."""
     data = {
         "user_id": str(user_id),
         "channel_id": str(message.channel.id),
         "message_id": str(message.id),
         "guild_id": str(message.guild.id),
-        "message_author_id": str(message.author.id),
         "emoji": {"id": None, "name": emoji},
         "burst": False,
-        "burst_colors": [],
         "type": 0,
     }
+    if not removed:
+        data.update(message_author_id=str(message.author.id), burst_colors=[])
     if member is not None:
         data["member"] = member
     return data
@@ -211,19 +214,6 @@ def test_reactions_on_answers_are_votes_one_per_person_and_bots_ignored(use_tiny
     assert list(Feedback.objects.values_list("voter", "value", "platform")) == [(voter, -1, "discord")]
 
 
-def reaction_removed(message: discord.Message, user_id: int, emoji: str) -> dict:
-    """A MESSAGE_REACTION_REMOVE gateway payload: no member and no message author, as Discord sends it."""
-    return {
-        "user_id": str(user_id),
-        "channel_id": str(message.channel.id),
-        "message_id": str(message.id),
-        "guild_id": str(message.guild.id),
-        "emoji": {"id": None, "name": emoji},
-        "burst": False,
-        "type": 0,
-    }
-
-
 def test_removing_a_reaction_takes_that_vote_back(use_tiny_llm, handbook):
     async def scenario():
         async with dpytest_bot() as bot:
@@ -237,10 +227,10 @@ def test_removing_a_reaction_takes_that_vote_back(use_tiny_llm, handbook):
             voted = await discord_bot._off_loop(
                 lambda: list(Feedback.objects.values_list("value", flat=True))
             )
-            state.parse_message_reaction_remove(reaction_removed(reply, config.members[0].id, "👎"))
+            state.parse_message_reaction_remove(reaction(reply, config.members[0].id, "👎", removed=True))
             await dpytest.run_all_events()
             kept = await discord_bot._off_loop(lambda: list(Feedback.objects.values_list("value", flat=True)))
-            state.parse_message_reaction_remove(reaction_removed(reply, config.members[0].id, "👍"))
+            state.parse_message_reaction_remove(reaction(reply, config.members[0].id, "👍", removed=True))
             await dpytest.run_all_events()
             return voted, kept
 

@@ -66,13 +66,19 @@ class SlackEvents:
     def event(self, event: dict, **kwargs):
         return self.post(self.event_body(event), "application/json", **kwargs)
 
-    def mention(self, text: str = QUESTION, *, channel="C0OPS", user="U0ALICE", ts=None, thread_ts=None):
+    def mention_event(
+        self, text: str = QUESTION, *, channel="C0OPS", user="U0ALICE", ts=None, thread_ts=None
+    ):
         ts = ts or self.next_ts()
         event = {"type": "app_mention", "user": user, "text": f"<@{BOT_USER}> {text}", "ts": ts}
         event.update(
             channel=channel, team=TEAM, event_ts=ts, **({"thread_ts": thread_ts} if thread_ts else {})
         )
-        return self.event(event), ts
+        return event
+
+    def mention(self, text: str = QUESTION, **kwargs):
+        event = self.mention_event(text, **kwargs)
+        return self.event(event), event["ts"]
 
     def reaction(
         self, reaction: str, item_ts: str, *, user: str, channel="C0OPS", item_user=BOT_USER, removed=False
@@ -187,16 +193,7 @@ def test_mention_gets_one_threaded_reply_with_sources_and_buttons(slack, fake_sl
 
 
 def test_retried_event_gets_one_reply(slack, fake_slack):
-    body = slack.event_body(
-        {
-            "type": "app_mention",
-            "user": "U0ALICE",
-            "text": f"<@{BOT_USER}> {QUESTION}",
-            "ts": "1700000200.000100",
-            "channel": "C0OPS",
-            "team": TEAM,
-        }
-    )
+    body = slack.event_body(slack.mention_event(ts="1700000200.000100"))
     first = slack.post(body, "application/json")
     retries = [
         slack.post(
@@ -214,16 +211,7 @@ def test_retried_event_gets_one_reply(slack, fake_slack):
 
 
 def test_first_delivery_is_answered_even_when_it_is_a_retry(slack, fake_slack):
-    body = slack.event_body(
-        {
-            "type": "app_mention",
-            "user": "U0ALICE",
-            "text": f"<@{BOT_USER}> {QUESTION}",
-            "ts": "1700000300.000100",
-            "channel": "C0OPS",
-            "team": TEAM,
-        }
-    )
+    body = slack.event_body(slack.mention_event(ts="1700000300.000100"))
     response = slack.post(
         body, "application/json", headers={"X-Slack-Retry-Num": "1", "X-Slack-Retry-Reason": "http_error"}
     )
