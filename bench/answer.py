@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.docs import machine_info, write_section  # noqa: E402
-from bench.environment import throwaway_environment  # noqa: E402
+from bench.environment import CpuMeter, throwaway_environment  # noqa: E402
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "console.settings")
 os.environ.setdefault("SECRET_KEY", "benchmark-only-secret-key")
@@ -201,31 +201,6 @@ def versions() -> dict[str, str]:
         "transformers": transformers.__version__,
         "peft": peft.__version__,
     }
-
-
-class CpuMeter:
-    """The share of the machine's CPU that other processes used: this machine may be shared."""
-
-    def __init__(self) -> None:
-        self._start = (self._busy(), self._ours(), time.monotonic())
-
-    @staticmethod
-    def _busy() -> float:
-        with open("/proc/stat") as stat:
-            fields = [int(x) for x in stat.readline().split()[1:]]
-        idle = fields[3] + fields[4]  # idle + iowait
-        return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
-
-    @staticmethod
-    def _ours() -> float:
-        t = os.times()
-        return t.user + t.system + t.children_user + t.children_system
-
-    def other_share(self) -> float:
-        busy, ours, started = self._start
-        elapsed = (time.monotonic() - started) * os.cpu_count()
-        other = (self._busy() - busy) - (self._ours() - ours)
-        return max(0.0, other / elapsed) if elapsed else 0.0
 
 
 # --- Our path against bare model.generate ------------------------------------------------------

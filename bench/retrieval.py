@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.docs import machine_info, write_section  # noqa: E402
-from bench.environment import throwaway_environment  # noqa: E402
+from bench.environment import CpuMeter, throwaway_environment  # noqa: E402
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "console.settings")
 os.environ.setdefault("SECRET_KEY", "benchmark-only-secret-key")
@@ -218,64 +218,6 @@ def load_questions() -> list[Question]:
 
 def progress(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-class CpuMeter:
-    """How much CPU other work took while the benchmark ran: the machine may be shared.
-
-    Ours is this process plus the PostgreSQL server when it runs on this machine (the
-    postmaster's own and reaped children's time, plus its live children's).
-    """
-
-    def __init__(self) -> None:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_backend_pid()")
-            backend = cursor.fetchone()[0]
-        stat = _proc_stat(backend)
-        self.postmaster = int(stat[1]) if stat and _proc_comm(backend).startswith("postgres") else None
-        self.start = self.sample()
-        self.started = time.monotonic()
-
-    def sample(self) -> tuple[float, float]:
-        """(busy CPU seconds of the whole machine, CPU seconds of ours), since boot."""
-        with open("/proc/stat") as handle:
-            ticks = [int(x) for x in handle.readline().split()[1:]]
-        busy = sum(ticks[:3]) + sum(ticks[5:8])  # user nice system, irq softirq steal
-        usage = os.times()
-        ours = usage.user + usage.system
-        if self.postmaster:
-            main = _proc_stat(self.postmaster)
-            ours += sum(int(x) for x in main[11:15]) / CLOCK_TICKS if main else 0
-            for pid in filter(str.isdigit, os.listdir("/proc")):
-                child = _proc_stat(int(pid))
-                if child and int(child[1]) == self.postmaster:
-                    ours += (int(child[11]) + int(child[12])) / CLOCK_TICKS
-        return busy / CLOCK_TICKS, ours
-
-    def other_share(self) -> float:
-        """Share of all cores' time since start that other work used."""
-        busy, ours = (now - then for now, then in zip(self.sample(), self.start, strict=True))
-        return max(0.0, busy - ours) / ((time.monotonic() - self.started) * cores())
-
-
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def _proc_stat(pid: int) -> list[str] | None:
-    """/proc/PID/stat fields after the command name (index 0 is the state), or None if gone."""
-    try:
-        with open(f"/proc/{pid}/stat") as handle:
-            return handle.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-
-
-def _proc_comm(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/comm") as handle:
-            return handle.read().strip()
-    except OSError:
-        return ""
 
 
 # --- 1. Ingestion throughput ---------------------------------------------------------------
