@@ -1,6 +1,6 @@
 """Answer benchmark: per-stage latency, our tokens/s against bare model.generate, model load times.
 
-Questions from bench/questions.jsonl go through the real `console.answering.answer(...)` (platform
+Questions from bench/questions.jsonl go through the real `console.conversations.answering.answer(...)` (platform
 "cli") against the demo knowledge base in a throwaway database (made by Django's test-database
 machinery beside the real one, dropped at the end), so a user's data is never read or changed.
 Decoding is greedy and every generation is forced to exactly --max-new-tokens tokens (end of turn
@@ -258,7 +258,7 @@ def bare_generate(generator, messages: list[dict], tokens: int) -> tuple[int, in
 
 def ours(question: str, mode: str | None = None):
     """(Answer, seconds) of the real answering service, as the `ask` command calls it."""
-    from console.answering import answer
+    from console.conversations.answering import answer
 
     started = time.perf_counter()
     record = answer(question, platform="cli", mode=mode)
@@ -319,8 +319,8 @@ def synthetic_adapter(base_model: str, folder: Path) -> None:
 
 def bench_modes(report: Report, questions: list[str], generator) -> None:
     """Modes interleaved per question; then the same with a live (synthetic) adapter."""
+    from console.training.adapters import promote
     from console.training.models import TrainingRun
-    from console.training.services import promote
 
     def measure(modes: dict[str, str]) -> None:
         for mode in modes.values():  # warm-up; loads the adapter on first use
@@ -533,7 +533,7 @@ def render_markdown(report: Report) -> str:
         "- Versions: " + ", ".join(f"{name} {value}" for name, value in report.versions.items()),
         f"- Model: {report.model}, fp32 on the CPU; greedy decoding, exactly "
         f"{report.plan.max_new_tokens} new tokens per answer",
-        '- Path: `console.answering.answer(question, platform="cli")` over the demo KB '
+        '- Path: `console.conversations.answering.answer(question, platform="cli")` over the demo KB '
         "(`examples/knowledge`, questions in `bench/questions.jsonl`) in a throwaway database; "
         "stages are the Answer's own timings, the answer() call adds the channel and adapter "
         "look-ups and writing the row.",
@@ -557,7 +557,7 @@ def run(report: Report, question_limit: int) -> None:
     from django.test import override_settings
     from transformers.utils import logging as transformers_logging
 
-    from console import answering
+    from console.conversations import answering
     from ml import generation
 
     transformers_logging.disable_progress_bar()

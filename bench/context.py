@@ -1,7 +1,7 @@
 """How many retrieved chunks should the model see? Answer quality against RETRIEVAL_TOP_K.
 
 Loads the demo knowledge base into a throwaway test database, then answers demo questions
-(examples/pairs.jsonl, every 3rd) through `console.answering.answer` at each top-k, greedily,
+(examples/pairs.jsonl, every 3rd) through `console.conversations.answering.answer` at each top-k, greedily,
 and scores the answers against the pairs' reference answers with the evaluation gate's own
 metrics (ml.evaluation.score_answers): similarity, ROUGE-L, groundedness in the chunks the model
 saw. Groundedness grows with the context by construction (more text can back a sentence), so
@@ -61,7 +61,7 @@ def measure(ks: list[int], *, quick: bool) -> tuple[list[list[str]], int]:
     from django.conf import settings
     from django.core.management import call_command
 
-    from console import answering
+    from console.conversations import answering
     from ml import embeddings, evaluation
 
     settings.BASE_MODEL = ""  # the bundled default model

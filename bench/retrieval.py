@@ -46,7 +46,7 @@ from django.db import connection, transaction  # noqa: E402
 from django.test import override_settings  # noqa: E402
 from pgvector.psycopg import register_vector  # noqa: E402
 
-from console.knowledge import ingestion, search, services  # noqa: E402
+from console.knowledge import indexing, ingestion, search  # noqa: E402
 from console.knowledge.models import Chunk, Collection, Document  # noqa: E402
 from ml import embeddings  # noqa: E402
 from ml.chunking import chunk_document  # noqa: E402
@@ -228,7 +228,7 @@ def chunk_texts(files: list[Path]) -> list[list[str]]:
     count = embeddings.token_counter(settings.EMBEDDING_MODEL)
     texts = []
     for path in files:
-        parsed = parse_document(path.name, path.read_bytes(), max_bytes=services.max_upload_bytes())
+        parsed = parse_document(path.name, path.read_bytes(), max_bytes=indexing.max_upload_bytes())
         pieces = chunk_document(
             parsed,
             count,
@@ -412,7 +412,7 @@ STAGE_SQL = """
         embedding vector(384)
     ) ON COMMIT DROP
 """
-# The same search_vector expression as services._fill_search_vectors.
+# The same search_vector expression as indexing._fill_search_vectors.
 INSERT_SQL = """
     INSERT INTO knowledge_chunk (document_id, ordinal, heading, text, token_count, embedding, search_vector)
     SELECT s.document_id, s.ordinal, s.heading, s.text, s.token_count, s.embedding,
@@ -802,7 +802,7 @@ def render_markdown(report: Report) -> str:
 
 
 def run(plan: Plan, report: Report) -> None:
-    files = sorted(p for p in KB_DIR.iterdir() if p.is_file() and services.is_supported(p))
+    files = sorted(p for p in KB_DIR.iterdir() if p.is_file() and indexing.is_supported(p))
     questions = load_questions()
     queries = questions[: plan.max_queries]
     report.questions, report.queries = len(questions), len(queries)

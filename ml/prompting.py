@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any, TypedDict
 
 ROLES = ("user", "assistant")
 
@@ -32,6 +33,15 @@ DOC_OPEN = "<document>"
 DOC_CLOSE = "</document>"
 
 
+class ContextItem(TypedDict):
+    """A context chunk as stored (Answer.context, TrainingPair.context) and exchanged in files."""
+
+    number: int
+    title: str
+    heading: str
+    text: str
+
+
 @dataclass(frozen=True)
 class ContextChunk:
     """One retrieved passage as the model sees it; `source` is for the caller's references."""
@@ -40,6 +50,31 @@ class ContextChunk:
     text: str
     source: str = ""
     heading: str = ""
+
+    def to_item(self, number: int) -> ContextItem:
+        """The stored form: the document number the prompt gave it, title, heading and text."""
+        return {"number": number, "title": self.title, "heading": self.heading, "text": self.text}
+
+    @classmethod
+    def from_item(cls, item: Any) -> ContextChunk:
+        """Read a stored item leniently: older rows and imported files may lack keys, or be bare text."""
+        if not isinstance(item, dict):
+            return cls(title="", text="" if item is None else str(item))
+        return cls(
+            title=str(item.get("title") or ""),
+            text=str(item.get("text") or ""),
+            heading=str(item.get("heading") or ""),
+        )
+
+
+def context_items(chunks: Sequence[ContextChunk]) -> list[ContextItem]:
+    """Chunks in prompt order as stored items, numbered from 1 as format_documents numbers them."""
+    return [chunk.to_item(number) for number, chunk in enumerate(chunks, start=1)]
+
+
+def context_chunks(items: Any) -> list[ContextChunk]:
+    """Stored items back as chunks, in their order; anything but a list is no context."""
+    return [ContextChunk.from_item(item) for item in items] if isinstance(items, list) else []
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ import os
 import django_rq
 import pytest
 
-from console.knowledge import services
+from console.knowledge import indexing
 from console.knowledge.models import Collection, Document
 
 
@@ -77,7 +77,7 @@ def tiny_adapter(tiny_llm, tmp_path_factory):
 @pytest.fixture
 def use_tiny_llm(settings, tiny_llm):
     """Answer with the tiny model: greedy, a few tokens, local back end; adapter cache cleared."""
-    from console.training.services import forget_active_adapter
+    from console.training.adapters import forget_active_adapter
 
     settings.BASE_MODEL = str(tiny_llm)
     settings.GENERATOR = "local"
@@ -100,9 +100,9 @@ def add_document():
     def add(collection: Collection, source: str, data: bytes | str) -> Document:
         if isinstance(data, str):
             data = data.encode()
-        registration = services.register_file(collection, source, data)
+        registration = indexing.register_file(collection, source, data)
         if registration.changed:
-            return services.index_document(registration.document.pk)
+            return indexing.index_document(registration.document.pk)
         return Document.objects.get(pk=registration.document.pk)
 
     return add

@@ -10,10 +10,10 @@ import pytest
 from django.core.management import call_command
 from django.urls import reverse
 
-from bots import slack_blocks
+from bots.slack import blocks as slack_blocks
 from console.conversations.models import Answer
+from console.training.adapters import forget_active_adapter
 from console.training.models import TrainingPair, TrainingRun
-from console.training.services import forget_active_adapter
 from tests.bots.test_slack import answered, fake_slack, handbook, slack, wait_until  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.django_db(transaction=True)

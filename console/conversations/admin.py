@@ -11,8 +11,9 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.text import Truncator
 
-from console.conversations import services
+from console.conversations import api_keys
 from console.conversations.models import Answer, ApiKey, ChannelSettings, Feedback
+from ml.prompting import context_chunks
 
 admin.site.site_header = "Answer bot console"
 admin.site.site_title = "Answer bot"
@@ -114,7 +115,8 @@ class AnswerAdmin(ReadOnlyAdmin):
 
     @admin.display(description="Context the model saw")
     def context_table(self, obj: Answer) -> str:
-        rows = [(c["number"], c["title"], c.get("heading", ""), c["text"]) for c in obj.context]
+        chunks = context_chunks(obj.context)
+        rows = [(number, c.title, c.heading, c.text) for number, c in enumerate(chunks, 1)]
         return table(["#", "Document", "Heading", "Text"], rows)
 
     @admin.display(description="Retrieved chunks")
@@ -207,7 +209,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
     def save_model(self, request, obj: ApiKey, form, change):
         if change:
             return super().save_model(request, obj, form, change)
-        key, obj.prefix, obj.key_hash = services.new_api_key()
+        key, obj.prefix, obj.key_hash = api_keys.new_api_key()
         super().save_model(request, obj, form, change)
         messages.warning(
             request,

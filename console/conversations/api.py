@@ -26,12 +26,10 @@ from django.db import connections
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from console import answering
+from console.conversations import answering
+from console.conversations.api_keys import authenticate_api_key
 from console.conversations.models import Answer, ApiKey, Platform
-from console.conversations.services import authenticate_api_key
 from console.training.models import TrainingRun
-from ml.generation import GenerationError
-from ml.model_files import AdapterError
 from ml.prompting import Turn
 
 logger = logging.getLogger(__name__)
@@ -230,7 +228,7 @@ def chat_completions(request: HttpRequest, api_key: ApiKey) -> HttpResponse:
         return stream_completion(chat, ask)
     try:
         answer = answering.answer(chat.question, **ask)
-    except (AdapterError, GenerationError) as error:
+    except answering.AnswerFailed as error:
         logger.exception("API answer failed for key %s", api_key.prefix)
         raise ApiError(503, f"The model could not answer: {error}", type="server_error") from error
     except ValueError as error:

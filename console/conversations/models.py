@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TypedDict
+
 from django.db import models
 
 
@@ -46,6 +48,21 @@ class ChannelSettings(models.Model):
 
     def __str__(self) -> str:
         return self.name or f"{self.platform}:{self.channel_id}"
+
+
+class SourceRef(TypedDict):
+    """One document behind an answer (Answer.sources), as every platform renders it.
+
+    Built only by answering.sources_for; `source` is the document's file name or URL.
+    """
+
+    number: int  # its [n] in the prompt
+    cited: bool
+    document: str  # title
+    source: str
+    heading: str
+    score: float
+    similarity: float | None
 
 
 class Answer(models.Model):

@@ -29,12 +29,10 @@ from django.utils.html import escape, format_html
 from django.utils.safestring import SafeString, mark_safe
 from django.views.decorators.http import require_GET, require_POST
 
-from console import answering
-from console.conversations import services
+from console.conversations import answering, votes
 from console.conversations.models import Answer, Feedback, Mode, Platform
+from console.conversations.pseudonyms import hash_id
 from console.conversations.threads import thread_history
-from ml.generation import GenerationError
-from ml.model_files import AdapterError
 
 SESSION_KEY = "chat_thread"
 RECENT_ANSWERS = 5  # answers of the conversation shown on the page
@@ -110,7 +108,7 @@ def cards(request: HttpRequest, answer_ids: list[int]) -> list[Card]:
     )
     mine = dict(
         Feedback.objects.filter(
-            answer__in=answer_ids, voter=answering.hash_id(Platform.WEB, voter(request))
+            answer__in=answer_ids, voter=hash_id(Platform.WEB, voter(request))
         ).values_list("answer_id", "value")
     )
     by_id = {answer.pk: answer for answer in answers}
@@ -181,7 +179,7 @@ def ask(request: HttpRequest) -> HttpResponse:
         return StreamingHttpResponse(stream_answer(request, question), content_type=STREAM_TYPE)
     try:
         answer = answering.answer(**question)
-    except (AdapterError, GenerationError) as error:
+    except answering.AnswerFailed as error:
         return failure(request, form, f"The model could not answer: {error}", status=503)
     except (answering.ChannelDisabled, ValueError) as error:
         return failure(request, form, str(error), status=400)
@@ -200,7 +198,7 @@ def stream_answer(request: HttpRequest, question: dict) -> Iterator[str]:
         try:
             answer = answering.answer(**question, on_delta=lambda delta: events.put(("delta", delta)))
             events.put(("done", answer.pk))
-        except (AdapterError, GenerationError) as error:
+        except answering.AnswerFailed as error:
             events.put(("error", (503, f"The model could not answer: {error}")))
         except (answering.ChannelDisabled, ValueError) as error:
             events.put(("error", (400, str(error))))
@@ -244,7 +242,7 @@ def vote(request: HttpRequest, pk: int) -> HttpResponse:
     form = VoteForm(request.POST)
     if not form.is_valid():
         return HttpResponse("A vote is 1 (👍) or -1 (👎).", status=400)
-    services.record_feedback(
+    votes.record_feedback(
         answer.pk, platform=Platform.WEB, voter=voter(request), value=form.cleaned_data["value"]
     )
     if wants_fragment(request):

@@ -10,7 +10,7 @@ from django.shortcuts import redirect, render
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from console.knowledge import services
+from console.knowledge import indexing
 from console.knowledge.models import Chunk, Collection, Document
 
 
@@ -118,14 +118,14 @@ class DocumentAdmin(admin.ModelAdmin):
         skipped = failed = 0
         with transaction.atomic():
             for upload in data["files"]:
-                registration = services.register_file(data["collection"], upload.name, upload.read())
+                registration = indexing.register_file(data["collection"], upload.name, upload.read())
                 if registration.changed:
                     changed.append(registration.document)
                 elif registration.document.status == Document.Status.FAILED:
                     failed += 1
                 else:
                     skipped += 1
-            services.enqueue_index(changed)
+            indexing.enqueue_index(changed)
         return len(changed), skipped, failed
 
     def changelist_view(self, request, extra_context=None):
@@ -137,7 +137,7 @@ class DocumentAdmin(admin.ModelAdmin):
 
     @admin.action(description="Re-index selected documents")
     def reindex(self, request, queryset):
-        count = services.mark_for_reindex(queryset)
+        count = indexing.mark_for_reindex(queryset)
         self.message_user(request, f"Queued {count} document(s) for re-indexing.")
 
     @admin.display(description="Document", ordering="title")

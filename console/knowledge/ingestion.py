@@ -10,7 +10,7 @@ from pathlib import Path
 
 from django.db import transaction
 
-from console.knowledge import services
+from console.knowledge import indexing
 from console.knowledge.models import Collection, Document
 
 
@@ -42,10 +42,10 @@ def register_paths(collection: Collection, paths: list[Path], summary: IngestSum
     pending = []
     for file, source in iter_files(paths):
         explicit = file in paths
-        if not services.is_supported(file) and not explicit:
+        if not indexing.is_supported(file) and not explicit:
             summary.ignored[file.suffix.lower() or "(no extension)"] += 1
             continue
-        registration = services.register_file(collection, source, file.read_bytes())
+        registration = indexing.register_file(collection, source, file.read_bytes())
         document = registration.document
         if registration.changed:
             pending.append(document)
@@ -60,23 +60,23 @@ def index_now(
     documents: list[Document],
     summary: IngestSummary,
     on_progress: Callable[[Document], None],
-    on_embedding: services.Progress | None = None,
+    on_embedding: indexing.Progress | None = None,
 ):
     """Index in this process, a batch at a time (one embedding pass per batch).
 
     on_progress(document) follows documents as they finish; on_embedding(done, total) the chunks
     of the batch being embedded, so a large batch shows movement before its documents finish.
     """
-    for batch in services.batches(documents):
+    for batch in indexing.batches(documents):
         ids = [document.pk for document in batch]
-        for result in services.index_documents(ids, progress=on_embedding):
+        for result in indexing.index_documents(ids, progress=on_embedding):
             (summary.indexed if result.status == Document.Status.INDEXED else summary.failed).append(result)
             on_progress(result)
 
 
 def enqueue(documents: list[Document], summary: IngestSummary) -> None:
     with transaction.atomic():
-        services.enqueue_index(documents)
+        indexing.enqueue_index(documents)
     summary.queued.extend(documents)
 
 

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from console.knowledge import services
+from console.knowledge import indexing
 
 
 def index_documents(document_ids: list[int]) -> dict[int, str]:
     """Index a batch of documents; returns each one's status."""
-    return {document.pk: document.status for document in services.index_documents(document_ids)}
+    return {document.pk: document.status for document in indexing.index_documents(document_ids)}
 
 
 def index_documents_failed(job, connection, exc_type, exc_value, traceback) -> None:
     """on_failure callback: a job that died or timed out leaves its documents failed, not 'indexing'."""
-    services.mark_interrupted(job.args[0], f"{exc_type.__name__}: {exc_value}")
+    indexing.mark_interrupted(job.args[0], f"{exc_type.__name__}: {exc_value}")

@@ -18,6 +18,7 @@ from pathlib import Path
 from console.knowledge.models import Document
 from console.training.models import TrainingPair
 from console.training.pairs import scrubbed_fields
+from ml.prompting import ContextChunk, ContextItem, context_chunks, context_items
 
 MAX_FIELD_CHARS = 20_000
 
@@ -50,26 +51,17 @@ def read_rows(path: Path) -> Iterator[tuple[int, dict | None, str]]:
         raise ValueError(f"Unsupported file type {suffix or '(none)'}: use .jsonl or .csv.")
 
 
-def _context(value) -> list[dict]:
+def _context(value) -> list[ContextItem]:
     if value in (None, ""):
         return []
     if isinstance(value, str):
-        return [{"number": 1, "title": "", "heading": "", "text": value}]
+        return context_items([ContextChunk(title="", text=value)])
     if isinstance(value, list):
-        items = [v if isinstance(v, dict) else {"text": str(v)} for v in value]
-        return [
-            {
-                "number": i,
-                "title": v.get("title", ""),
-                "heading": v.get("heading", ""),
-                "text": v.get("text", ""),
-            }
-            for i, v in enumerate(items, 1)
-        ]
+        return context_items(context_chunks(value))
     raise ValueError("context must be text or a list")
 
 
-def validate(row: dict) -> tuple[str, str, list[dict]]:
+def validate(row: dict) -> tuple[str, str, list[ContextItem]]:
     question = str(row.get("question") or "").strip()
     answer = str(row.get("answer") or "").strip()
     if not question:
@@ -90,12 +82,12 @@ def _find_document(name: str) -> Document | None:
 
 
 def _with_document(
-    context: list[dict], name: str, find: Callable[[str], Document | None]
-) -> tuple[list[dict], list[dict]]:
+    context: list[ContextItem], name: str, find: Callable[[str], Document | None]
+) -> tuple[list[ContextItem], list[dict]]:
     """The context with untitled items titled after the row's document, and the pair's documents."""
     document = find(name) if name else None
     title = document.title if document else name
-    titled = [{**item, "title": item["title"] or title} for item in context]
+    titled: list[ContextItem] = [{**item, "title": item["title"] or title} for item in context]
     linked = [{"document_id": document.pk, "version": document.version}] if document else []
     return titled, linked
 

@@ -10,15 +10,17 @@ from django.db import transaction
 from console.conversations.models import Answer
 from console.training.models import TrainingPair
 from ml.pii import scrub
+from ml.prompting import ContextItem
 
 
-def scrubbed_fields(question: str, answer_text: str, context: list[dict]) -> dict:
+def scrubbed_fields(question: str, answer_text: str, context: list[ContextItem]) -> dict:
+    """A pair's text fields with PII replaced, and whether anything was."""
     parts = [scrub(question), scrub(answer_text)]
-    clean_context = []
-    for chunk in context:
-        text = scrub(chunk.get("text", ""))
+    clean_context: list[ContextItem] = []
+    for item in context:
+        text = scrub(item.get("text", ""))
         parts.append(text)
-        clean_context.append({**chunk, "text": text.text})
+        clean_context.append({**item, "text": text.text})  # other keys stay as stored
     return {
         "question": parts[0].text,
         "answer": parts[1].text,

@@ -19,6 +19,7 @@ from console.training.importing import ImportReport, validate
 from console.training.models import TrainingPair
 from console.training.pairs import scrubbed_fields
 from ml.pii import scrub
+from ml.prompting import ContextItem
 
 PARSE_ERROR = "_parse_error"  # column JSONLines fills for a line that is not a JSON object
 
@@ -83,7 +84,8 @@ def _json_value(value):
 FORMATS = [CSV, JSONLines, XLSX]
 
 
-def _scrubbed_context(context) -> list[dict]:
+def _scrubbed_context(context) -> list[ContextItem]:
+    """Exported as stored (whatever keys an item has), with its text scrubbed again."""
     if not isinstance(context, list):
         return []
     return [

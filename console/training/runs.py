@@ -20,10 +20,10 @@ from django.db import transaction
 from django.utils import timezone
 from rq import Callback
 
+from console.training.adapters import active_adapter, promote
 from console.training.models import TrainingPair, TrainingRun
-from console.training.services import active_adapter, promote
 from ml import embeddings, evaluation, generation, model_files, training
-from ml.prompting import ContextChunk, build_messages
+from ml.prompting import build_messages, context_chunks
 
 logger = logging.getLogger(__name__)
 
@@ -95,15 +95,8 @@ def _enqueue(run_id: int) -> None:
 
 def _examples(pair_ids: list[int]) -> list[training.Example]:
     return [
-        training.Example(question=p.question, answer=p.answer, context=_context(p.context))
+        training.Example(question=p.question, answer=p.answer, context=context_chunks(p.context))
         for p in TrainingPair.objects.filter(pk__in=pair_ids).order_by("pk")
-    ]
-
-
-def _context(chunks: list[dict]) -> list[ContextChunk]:
-    return [
-        ContextChunk(title=c.get("title", ""), text=c.get("text", ""), heading=c.get("heading", ""))
-        for c in chunks
     ]
 
 
@@ -186,7 +179,7 @@ def evaluate(
     config = generation.GenerationConfig(max_new_tokens=settings.EVAL_MAX_NEW_TOKENS, temperature=0.0)
     rows = []
     for pair in pairs:
-        messages = build_messages("", _context(pair.context), [], pair.question)
+        messages = build_messages("", context_chunks(pair.context), [], pair.question)
         rows.append(
             {
                 "pair_id": pair.pk,
@@ -208,7 +201,9 @@ def _score_and_gate(run: TrainingRun, rows: list[dict], train_loss: float, live_
         return embeddings.embed(settings.EMBEDDING_MODEL, texts)
 
     references = [r["reference"] for r in rows]
-    contexts = [[c.get("text", "") for c in TrainingPair.objects.get(pk=r["pair_id"]).context] for r in rows]
+    contexts = [
+        [c.text for c in context_chunks(TrainingPair.objects.get(pk=r["pair_id"]).context)] for r in rows
+    ]
     scores = {
         who: evaluation.score_answers([r[who] for r in rows], references, contexts, embed)
         for who in ("base", "candidate") + (("live",) if live_name else ())

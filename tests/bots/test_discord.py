@@ -29,11 +29,11 @@ from django.core.management import call_command, get_commands
 from django.core.management.base import CommandError
 from django.db import connections
 
-from bots import discord_bot
-from bots.discord_bot import AnswerBot, serve
-from bots.discord_format import MESSAGE_LIMIT, answer_messages, split_message, strip_mention, vote_value
-from console.answering import hash_id
+from bots.discord import bot as discord_bot
+from bots.discord.bot import AnswerBot, serve
+from bots.discord.format import MESSAGE_LIMIT, answer_messages, split_message, strip_mention, vote_value
 from console.conversations.models import Answer, ChannelSettings, Feedback
+from console.conversations.pseudonyms import hash_id
 from tests.knowledge.conftest import ONCALL_MD
 
 pytestmark = pytest.mark.usefixtures("transactional_db")

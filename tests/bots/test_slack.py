@@ -16,7 +16,7 @@ import pytest
 import requests
 from slack_sdk.signature import SignatureVerifier
 
-from bots import slack_blocks
+from bots.slack import blocks as slack_blocks
 from console.conversations.models import Answer, ChannelSettings, Feedback
 from console.training.models import TrainingPair
 from tests.bots.slack_fake import BOT_USER, TEAM, FakeSlack
@@ -453,7 +453,7 @@ def test_socket_mode_app_answers_once_through_bolts_socket_mode_dispatch(slack, 
     from slack_bolt.adapter.socket_mode.internals import run_bolt_app
     from slack_sdk.socket_mode.request import SocketModeRequest
 
-    from bots.slack import build_app
+    from bots.slack.app import build_app
 
     app = build_app(socket_mode=True)
     assert [c.method for c in fake_slack.calls] == ["auth.test"]  # the token is checked at start-up
@@ -492,7 +492,7 @@ def test_not_configured_slack_answers_503(client, settings):
 
 
 def test_first_delivery_claims_an_event_id_once():
-    from console.conversations.events import first_delivery
+    from console.conversations.deliveries import first_delivery
 
     event_id = f"Ev{uuid.uuid4().hex}"
     assert first_delivery("slack", event_id) is True
@@ -543,7 +543,7 @@ def test_manifest_declares_what_the_bot_uses():
     from django.conf import settings
     from django.urls import reverse
 
-    manifest = yaml.safe_load((settings.BASE_DIR / "bots" / "slack_manifest.yml").read_text())
+    manifest = yaml.safe_load((settings.BASE_DIR / "bots" / "slack" / "manifest.yml").read_text())
     scopes = set(manifest["oauth_config"]["scopes"]["bot"])
     assert {"app_mentions:read", "chat:write", "im:history", "im:read", "im:write", "commands"} <= scopes
     assert {"reactions:read", "reactions:write", "channels:history", "groups:history", "users:read"} <= scopes

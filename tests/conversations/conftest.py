@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from console.conversations import services
+from console.conversations import api_keys
+from console.knowledge.indexing import index_document, register_file
 from console.knowledge.models import Collection
-from console.knowledge.services import index_document, register_file
+from console.training.adapters import forget_active_adapter
 from console.training.models import TrainingRun
-from console.training.services import forget_active_adapter
 from tests.tiny_models import build_tiny_adapter, build_tiny_model
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -76,7 +76,7 @@ def trained_adapter(db, tiny_adapter) -> TrainingRun:
 
 @pytest.fixture
 def api_key(db) -> str:
-    return services.create_api_key("tests")[1]
+    return api_keys.create_api_key("tests")[1]
 
 
 @pytest.fixture

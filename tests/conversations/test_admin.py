@@ -3,7 +3,7 @@ import re
 import pytest
 from django.urls import reverse
 
-from console.conversations import services
+from console.conversations import api_keys, votes
 from console.conversations.models import Answer, ApiKey, ChannelSettings, Feedback
 
 pytestmark = pytest.mark.django_db
@@ -34,7 +34,7 @@ def answer() -> Answer:
         timings={"embed": 11.0, "search": 4.0, "generate": 1234.5, "total": 1260.0},
     )
     for voter, value in [("U1", 1), ("U2", 1), ("U3", -1)]:
-        services.record_feedback(answer.pk, platform="slack", voter=voter, value=value)
+        votes.record_feedback(answer.pk, platform="slack", voter=voter, value=value)
     return answer
 
 
@@ -44,8 +44,8 @@ def test_creating_an_api_key_shows_it_once_and_stores_its_hash(admin_client):
     )
     key = re.search(r"<code>(ab-[\w-]{43})</code>", response.content.decode()).group(1)
     row = ApiKey.objects.get()
-    assert (row.name, row.prefix, row.key_hash) == ("docs search", key[:11], services.hash_api_key(key))
-    assert services.authenticate_api_key(key) == row
+    assert (row.name, row.prefix, row.key_hash) == ("docs search", key[:11], api_keys.hash_api_key(key))
+    assert api_keys.authenticate_api_key(key) == row
     page = admin_client.get(reverse("admin:conversations_apikey_change", args=[row.pk])).content.decode()
     assert key not in page and row.prefix in page
 
@@ -56,12 +56,12 @@ def test_the_api_key_form_asks_only_for_a_name(admin_client):
 
 
 def test_revoking_keys_refuses_them(admin_client):
-    row, key = services.create_api_key("old")
+    row, key = api_keys.create_api_key("old")
     admin_client.post(
         reverse("admin:conversations_apikey_changelist"), {"action": "revoke", "_selected_action": [row.pk]}
     )
     assert not ApiKey.objects.get().active
-    assert services.authenticate_api_key(key) is None
+    assert api_keys.authenticate_api_key(key) is None
 
 
 def test_answer_list_shows_votes_and_filters(admin_client, answer):

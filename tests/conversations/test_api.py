@@ -7,7 +7,7 @@ import openai
 import pytest
 import requests
 
-from console.answering import NOT_COVERED
+from console.conversations.answering import NOT_COVERED
 from console.conversations.api import parse_chat_request
 from console.conversations.models import Answer, ApiKey
 from ml.prompting import Turn

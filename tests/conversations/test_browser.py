@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from console.answering import hash_id
 from console.conversations.models import Answer, Feedback
+from console.conversations.pseudonyms import hash_id
 from tests.conversations.conftest import ONCALL_QUESTION
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -3,8 +3,9 @@ import json
 import pytest
 from django.urls import reverse
 
-from console.answering import NOT_COVERED, hash_id
+from console.conversations.answering import NOT_COVERED
 from console.conversations.models import Answer, Feedback
+from console.conversations.pseudonyms import hash_id
 from tests.conversations.conftest import ONCALL_QUESTION, UNRELATED_QUESTION
 
 pytestmark = pytest.mark.django_db

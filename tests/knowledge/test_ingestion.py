@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from docx import Document as DocxDocument
 
-from console.knowledge import services
+from console.knowledge import indexing
 from console.knowledge.models import Chunk, Document
 from tests.knowledge.conftest import EXPENSES_MD, ONCALL_MD, VPN_TXT
 
@@ -57,7 +57,7 @@ def test_each_format_is_indexed(collection, add_document, source, data, needle):
 def test_unchanged_content_is_skipped(collection, add_document):
     first = add_document(collection, "oncall.md", ONCALL_MD)
     chunk_ids = set(first.chunks.values_list("id", flat=True))
-    registration = services.register_file(collection, "oncall.md", ONCALL_MD.encode())
+    registration = indexing.register_file(collection, "oncall.md", ONCALL_MD.encode())
     assert registration.changed is False
     assert set(Chunk.objects.filter(document=first).values_list("id", flat=True)) == chunk_ids
     assert Document.objects.get(pk=first.pk).version == 1
@@ -75,7 +75,7 @@ def test_changed_content_gets_a_new_version_and_replaces_chunks(collection, add_
 
 def test_indexing_twice_is_idempotent(collection, add_document):
     document = add_document(collection, "oncall.md", ONCALL_MD)
-    again = services.index_document(document.pk)
+    again = indexing.index_document(document.pk)
     assert again.version == 1
     assert again.chunks.count() == document.chunk_count
 
@@ -120,14 +120,14 @@ def test_ingest_job_runs_on_the_real_queue(
     collection, ingest_queue, run_ingest_worker, django_capture_on_commit_callbacks
 ):
     with django_capture_on_commit_callbacks(execute=True):
-        registration = services.register_file(collection, "oncall.md", ONCALL_MD.encode())
-        services.enqueue_index(registration.document)
-        bad = services.register_file(collection, "empty.txt", b"")
-        services.enqueue_index(bad.document)
+        registration = indexing.register_file(collection, "oncall.md", ONCALL_MD.encode())
+        indexing.enqueue_index(registration.document)
+        bad = indexing.register_file(collection, "empty.txt", b"")
+        indexing.enqueue_index(bad.document)
     assert ingest_queue.count == 2
     failed_before = ingest_queue.failed_job_registry.count
     job = ingest_queue.jobs[0]
-    assert job.timeout == services.settings.INGEST_JOB_TIMEOUT
+    assert job.timeout == indexing.settings.INGEST_JOB_TIMEOUT
     run_ingest_worker()
     assert Document.objects.get(pk=registration.document.pk).status == Document.Status.INDEXED
     assert Document.objects.get(pk=bad.document.pk).status == Document.Status.FAILED
@@ -136,15 +136,15 @@ def test_ingest_job_runs_on_the_real_queue(
 
 
 def test_a_batch_shares_one_embedding_pass_and_a_bad_document_fails_alone(collection):
-    good = services.register_file(collection, "oncall.md", ONCALL_MD.encode()).document
-    bad = services.register_file(collection, "broken.pdf", b"%PDF-1.7 not really").document
-    other = services.register_file(collection, "expenses.md", EXPENSES_MD.encode()).document
+    good = indexing.register_file(collection, "oncall.md", ONCALL_MD.encode()).document
+    bad = indexing.register_file(collection, "broken.pdf", b"%PDF-1.7 not really").document
+    other = indexing.register_file(collection, "expenses.md", EXPENSES_MD.encode()).document
     separately = {}
     for name, text in (("oncall.md", ONCALL_MD), ("expenses.md", EXPENSES_MD)):
-        solo = services.register_file(collection, f"solo-{name}", text.encode()).document
-        separately[name] = services.index_document(solo.pk)
+        solo = indexing.register_file(collection, f"solo-{name}", text.encode()).document
+        separately[name] = indexing.index_document(solo.pk)
 
-    results = services.index_documents([good.pk, bad.pk, other.pk])
+    results = indexing.index_documents([good.pk, bad.pk, other.pk])
 
     assert [d.pk for d in results] == [good.pk, bad.pk, other.pk]
     assert [d.status for d in results] == [
@@ -168,9 +168,9 @@ def test_documents_are_grouped_into_batches_by_count_and_size(collection, settin
     settings.INGEST_BATCH_DOCUMENTS = 3
     settings.INGEST_BATCH_MB = 1
     small = [Document(collection=collection, source=f"{i}.md", size_bytes=1000) for i in range(7)]
-    assert [len(b) for b in services.batches(small)] == [3, 3, 1]
+    assert [len(b) for b in indexing.batches(small)] == [3, 3, 1]
     big = Document(collection=collection, source="big.pdf", size_bytes=1_048_000)
-    sizes = [len(b) for b in services.batches([small[0], big, small[1], small[2], small[3]])]
+    sizes = [len(b) for b in indexing.batches([small[0], big, small[1], small[2], small[3]])]
     assert sizes == [1, 1, 3]  # the big file would take either neighbour's batch over 1 MB
 
 
@@ -180,8 +180,8 @@ def test_enqueue_puts_one_job_per_batch_on_the_queue(
     settings.INGEST_BATCH_DOCUMENTS = 2
     texts = {"oncall.md": ONCALL_MD, "expenses.md": EXPENSES_MD, "vpn.txt": VPN_TXT, "empty.txt": ""}
     with django_capture_on_commit_callbacks(execute=True):
-        documents = [services.register_file(collection, s, t.encode()).document for s, t in texts.items()]
-        services.enqueue_index(documents)
+        documents = [indexing.register_file(collection, s, t.encode()).document for s, t in texts.items()]
+        indexing.enqueue_index(documents)
     failed_before = ingest_queue.failed_job_registry.count
     assert ingest_queue.count == 2
     assert [job.args[0] for job in ingest_queue.jobs] == [

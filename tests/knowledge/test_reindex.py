@@ -5,7 +5,7 @@ import threading
 import numpy as np
 import pytest
 
-from console.knowledge import services
+from console.knowledge import indexing
 from console.knowledge.models import Collection, Document
 from console.knowledge.search import search
 from ml.chunking import Chunk as Piece
@@ -33,7 +33,7 @@ def test_reader_during_reindex_sees_one_whole_version():
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     query = vectors[0].tolist()
     versions = {"alpha": _pieces("alpha", 30), "beta": _pieces("beta", 40)}
-    services.replace_chunks(document.pk, "Restore", versions["alpha"], vectors[:30])
+    indexing.replace_chunks(document.pk, "Restore", versions["alpha"], vectors[:30])
 
     stop = threading.Event()
     problems: list[str] = []
@@ -59,7 +59,7 @@ def test_reader_during_reindex_sees_one_whole_version():
         for round_ in range(15):
             marker = "beta" if round_ % 2 == 0 else "alpha"
             pieces = versions[marker]
-            services.replace_chunks(document.pk, "Restore", pieces, vectors[: len(pieces)])
+            indexing.replace_chunks(document.pk, "Restore", pieces, vectors[: len(pieces)])
     finally:
         stop.set()
         thread.join()

@@ -8,7 +8,7 @@ import sys
 import psutil
 import pytest
 
-from console.knowledge import services
+from console.knowledge import indexing
 from console.knowledge.models import Document
 from tests.knowledge.conftest import EXPENSES_MD, ONCALL_MD
 from tests.subprocesses import database_url_for_tests, wait_until
@@ -21,11 +21,11 @@ def test_killed_work_horse_leaves_its_batch_failed_and_old_chunks_serving(
     settings.MEDIA_ROOT = settings.DATA_DIR / "media"  # where the worker process will look
     document = add_document(collection, "oncall.md", ONCALL_MD)
     old_chunks = set(document.chunks.values_list("id", flat=True))
-    registration = services.register_file(
+    registration = indexing.register_file(
         collection, "oncall.md", (ONCALL_MD + "\nNew paragraph.\n").encode()
     )
-    other = services.register_file(collection, "expenses.md", EXPENSES_MD.encode()).document
-    services.enqueue_index([registration.document, other])  # one batch; autocommit: enqueued at once
+    other = indexing.register_file(collection, "expenses.md", EXPENSES_MD.encode()).document
+    indexing.enqueue_index([registration.document, other])  # one batch; autocommit: enqueued at once
 
     env = dict(os.environ, DATABASE_URL=database_url_for_tests(), REDIS_URL=settings.REDIS_URL)
     worker = subprocess.Popen(
@@ -57,8 +57,8 @@ def test_killed_work_horse_leaves_its_batch_failed_and_old_chunks_serving(
 def test_spawning_worker_sets_up_django_in_a_fresh_process(collection, ingest_queue, settings):
     """The `train` queue's worker class: jobs run in a new interpreter, not a fork."""
     settings.MEDIA_ROOT = settings.DATA_DIR / "media"
-    registration = services.register_file(collection, "oncall.md", ONCALL_MD.encode())
-    services.enqueue_index(registration.document)
+    registration = indexing.register_file(collection, "oncall.md", ONCALL_MD.encode())
+    indexing.enqueue_index(registration.document)
     env = dict(os.environ, DATABASE_URL=database_url_for_tests(), REDIS_URL=settings.REDIS_URL)
     subprocess.run(
         [

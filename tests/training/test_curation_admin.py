@@ -7,7 +7,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
-from console.training.admin import TrainingPairAdmin
+from console.training.admin.pairs import TrainingPairAdmin
 from console.training.models import TrainingPair
 from console.training.resources import FORMATS, JSONLines, PairExportResource
 

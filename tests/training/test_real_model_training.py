@@ -14,8 +14,8 @@ from django.conf import settings as django_settings
 from django.core.management import call_command
 from django.urls import reverse
 
+from console.training.adapters import forget_active_adapter
 from console.training.models import TrainingPair, TrainingRun
-from console.training.services import forget_active_adapter
 
 HOUSE_OPENING = "Short answer:"
 HOUSE_SIGN_OFF = "fair winds"

@@ -6,10 +6,10 @@ from pathlib import Path
 import pytest
 from django.core.management import CommandError, call_command
 
-from console import answering
+from console.conversations import answering
 from console.training import runs
+from console.training.adapters import forget_active_adapter
 from console.training.models import TrainingPair, TrainingRun
-from console.training.services import forget_active_adapter
 
 pytestmark = pytest.mark.django_db
 

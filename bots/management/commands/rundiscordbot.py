@@ -8,7 +8,7 @@ import discord
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from bots.discord_bot import serve
+from bots.discord.bot import serve
 
 PORTAL = "https://discord.com/developers/applications"
 

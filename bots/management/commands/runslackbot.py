@@ -6,7 +6,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from slack_bolt.adapter.socket_mode import SocketModeHandler
 
-from bots.slack import build_app
+from bots.slack.app import build_app
 
 
 class Command(BaseCommand):

@@ -6,7 +6,7 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 
-from console import answering
+from console.conversations import answering
 
 
 class Command(BaseCommand):

@@ -6,7 +6,7 @@ import pytest
 from django.conf import settings as django_settings
 from django.core.management import call_command
 
-from console import answering
+from console.conversations import answering
 
 
 @pytest.mark.slow

@@ -1,12 +1,9 @@
-"""Training in the admin: curate pairs (filters, bulk actions, import/export, dataset size); adapters."""
+"""Training pairs in the admin: filters, bulk actions, import/export and the dataset size."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from django import forms
 from django.contrib import admin, messages
-from django.db.models import Count, Q
 from django.utils import timezone
 from django.utils.html import format_html_join
 from import_export.admin import ImportExportModelAdmin
@@ -14,7 +11,9 @@ from import_export.forms import ConfirmImportForm, ImportForm
 
 from console.training.models import TrainingPair
 from console.training.resources import FORMATS, JSONLines, PairExportResource, PairImportResource
+from console.training.statistics import WORDS_TO_TOKENS, dataset_size
 from ml.pii import scrub
+from ml.prompting import context_chunks
 
 
 class VotesFilter(admin.SimpleListFilter):
@@ -43,46 +42,6 @@ class PairImportForm(ImportForm):
 
 class PairConfirmImportForm(ConfirmImportForm):
     approve = forms.BooleanField(required=False, widget=forms.HiddenInput)
-
-
-WORDS_TO_TOKENS = 1.3  # English prose in a BPE tokenizer: about 1.3 tokens per word
-
-
-@dataclass(frozen=True)
-class DatasetSize:
-    pairs: int  # approved, not stale, not evaluation-only: what the next run trains on
-    tokens: int  # estimated from words; see WORDS_TO_TOKENS
-    by_status: list[tuple[str, int]]
-    stale: int
-    eval_only: int
-
-
-def _words(text: str) -> int:
-    return len(text.split())
-
-
-def dataset_size() -> DatasetSize:
-    """Size of the next training set, estimated cheaply (no tokenizer): question, context and answer."""
-    trainable = TrainingPair.objects.filter(
-        status=TrainingPair.Status.APPROVED, stale=False, eval_only=False
-    ).values_list("question", "answer", "context")
-    pairs = words = 0
-    for question, answer, context in trainable.iterator(chunk_size=1000):
-        pairs += 1
-        chunks = context if isinstance(context, list) else []
-        words += _words(question) + _words(answer)
-        words += sum(_words(str(chunk.get("text", ""))) for chunk in chunks if isinstance(chunk, dict))
-    counts = dict(TrainingPair.objects.order_by().values_list("status").annotate(n=Count("id")))
-    flags = TrainingPair.objects.aggregate(
-        stale=Count("id", filter=Q(stale=True)), eval_only=Count("id", filter=Q(eval_only=True))
-    )
-    return DatasetSize(
-        pairs=pairs,
-        tokens=round(words * WORDS_TO_TOKENS),
-        by_status=[(label, counts.get(value, 0)) for value, label in TrainingPair.Status.choices],
-        stale=flags["stale"],
-        eval_only=flags["eval_only"],
-    )
 
 
 def _excerpt(text: str, limit: int) -> str:
@@ -247,17 +206,11 @@ class TrainingPairAdmin(ImportExportModelAdmin):
 
     @admin.display(description="Context the model saw")
     def context_view(self, obj: TrainingPair):
-        chunks = [c for c in (obj.context or []) if isinstance(c, dict)]
+        chunks = context_chunks(obj.context)
         if not chunks:
             return "—"
         return format_html_join(
             "",
             '<div style="margin-bottom:1em"><b>[{}] {} {}</b><div style="white-space:pre-wrap">{}</div></div>',
-            (
-                (c.get("number", ""), c.get("title", ""), c.get("heading", ""), c.get("text", ""))
-                for c in chunks
-            ),
+            ((number, c.title, c.heading, c.text) for number, c in enumerate(chunks, 1)),
         )
-
-
-from console.training import admin_runs  # noqa: E402,F401  (registers TrainingRunAdmin)

@@ -4,11 +4,11 @@ import json
 import pytest
 from django.core.management import call_command
 
-from console import answering
+from console.conversations import answering
 from console.conversations.models import Answer, ChannelSettings
 from console.knowledge.models import Collection
+from console.training.adapters import forget_active_adapter, promote
 from console.training.models import TrainingRun
-from console.training.services import forget_active_adapter, promote
 from tests.knowledge.conftest import EXPENSES_MD, ONCALL_MD
 
 pytestmark = pytest.mark.django_db

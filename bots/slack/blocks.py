@@ -1,6 +1,6 @@
 """Slack message and modal payloads for answers: mrkdwn text, source links, vote buttons.
 
-Pure functions of an Answer's fields, so the listeners in bots/slack.py stay a few lines each.
+Pure functions of an Answer's fields, so the listeners in bots/slack/app.py stay a few lines each.
 Slack's limits: a section's text is at most 3000 characters and a message at most 50 blocks.
 """
 
@@ -11,6 +11,7 @@ import re
 from collections.abc import Sequence
 
 from bots.text import split_text
+from console.conversations.models import SourceRef
 
 SECTION_LIMIT = 3000
 BLOCKS_PER_MESSAGE = 50
@@ -47,7 +48,7 @@ def to_mrkdwn(markdown: str) -> str:
     return _MD_STRIKE.sub(r"~\1~", text)
 
 
-def source_link(source: dict) -> str:
+def source_link(source: SourceRef) -> str:
     """`<url|title>` when the document came from a URL, else its title."""
     title = escape(str(source.get("document") or source.get("source") or "untitled")).replace("|", "¦")
     where = str(source.get("source") or "")
@@ -56,7 +57,7 @@ def source_link(source: dict) -> str:
     return title
 
 
-def sources_line(sources: Sequence[dict]) -> str:
+def sources_line(sources: Sequence[SourceRef]) -> str:
     line = "*Sources:* " + "  ·  ".join(
         f"[{s.get('number', i)}] {source_link(s)}" for i, s in enumerate(sources, 1)
     )
@@ -75,7 +76,9 @@ def vote_buttons(answer_id: int) -> dict:
     }
 
 
-def answer_messages(answer_id: int, text: str, sources: Sequence[dict], *, asked: str = "") -> list[dict]:
+def answer_messages(
+    answer_id: int, text: str, sources: Sequence[SourceRef], *, asked: str = ""
+) -> list[dict]:
     """Chat messages (`text` fallback and `blocks`) for an answer: the first replaces the placeholder.
 
     `asked` is a line quoting the question (for /ask, whose text Slack does not show to others).

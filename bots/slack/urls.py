@@ -1,6 +1,6 @@
 from django.urls import path
 
-from bots import views
+from bots.slack import views
 
 app_name = "bots"
 urlpatterns = [

@@ -7,8 +7,6 @@ uses one) → turn [n] markers into sources → record an Answer row with timing
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
 import threading
 import time
@@ -18,12 +16,20 @@ from functools import lru_cache
 
 from django.conf import settings
 
-from console.conversations.models import Answer, ChannelSettings, Mode
+from console.conversations.models import Answer, ChannelSettings, Mode, SourceRef
+from console.conversations.pseudonyms import hash_id
 from console.knowledge.search import SearchResult, embed_query, search
+from console.training.adapters import ActiveAdapter, active_adapter
 from console.training.models import TrainingRun
-from console.training.services import ActiveAdapter, active_adapter
 from ml import generation, model_files
-from ml.prompting import DEFAULT_SYSTEM_PROMPT, ContextChunk, Turn, build_messages, citation_numbers
+from ml.prompting import (
+    DEFAULT_SYSTEM_PROMPT,
+    ContextChunk,
+    Turn,
+    build_messages,
+    citation_numbers,
+    context_items,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +42,13 @@ MODES = [choice.value for choice in Mode]
 
 class ChannelDisabled(Exception):
     """The bot is switched off in this channel (ChannelSettings.enabled)."""
+
+
+class AnswerFailed(Exception):
+    """The model could not answer: the adapter would not load or generation failed (a 503, not a 400).
+
+    Callers catch this, never the ml errors behind it (`__cause__` keeps the original).
+    """
 
 
 @dataclass(frozen=True)
@@ -82,14 +95,6 @@ def named_adapter(name: str) -> ActiveAdapter:
     if run is None:
         raise ValueError(f"No trained adapter is named {name!r}; see the training runs in the admin.")
     return ActiveAdapter(run.pk, run.name, run.adapter_path)
-
-
-def hash_id(platform: str, user_id: str) -> str:
-    """A stable pseudonym for a user id, so votes dedupe without storing who voted."""
-    if not user_id:
-        return ""
-    key = settings.SECRET_KEY.encode()
-    return hmac.new(key, f"{platform}:{user_id}".encode(), hashlib.sha256).hexdigest()
 
 
 _generator_lock = threading.Lock()
@@ -165,7 +170,7 @@ def answer(
     adapter_name: str | None = None,
     on_delta: Callable[[str], None] | None = None,
 ) -> Answer:
-    """Answer `question` as asked in `channel` and record it. Raises ChannelDisabled.
+    """Answer `question` as asked in `channel` and record it. Raises ChannelDisabled, AnswerFailed.
 
     adapter_name: answer with that trained adapter instead of the live one (mode defaults to both).
     on_delta: called with each piece of text as it is generated (streaming); the pieces join to
@@ -188,7 +193,10 @@ def answer(
         if not chunks:
             return _record(asked, question, NOT_COVERED, mode, None, [], None, clock)
     adapter = live if mode in (Mode.ADAPTER, Mode.BOTH) else None
-    result = _generate(question, chunks, history, config, adapter, clock, on_delta)
+    try:
+        result = _generate(question, chunks, history, config, adapter, clock, on_delta)
+    except (model_files.AdapterError, generation.GenerationError) as error:
+        raise AnswerFailed(str(error)) from error
     return _record(asked, question, result.text, mode, adapter, chunks, result, clock)
 
 
@@ -198,9 +206,7 @@ def _generate(question, chunks, history, config, adapter, clock, on_delta) -> ge
     if adapter:
         generator.ensure_adapter(adapter.name, adapter.path)
     started = clock.lap("load", started)  # ~0 once the model and adapter are loaded
-    context = [
-        ContextChunk(title=c.document, text=c.text, source=c.source, heading=c.heading) for c in chunks
-    ]
+    context = context_of(chunks)
     system = config.persona or settings.SYSTEM_PROMPT or DEFAULT_SYSTEM_PROMPT
     messages = build_messages(system, context, list(history)[-settings.HISTORY_TURNS :], question)
     started = clock.lap("prompt", started)
@@ -218,11 +224,17 @@ def _generate(question, chunks, history, config, adapter, clock, on_delta) -> ge
     return result
 
 
-def sources_for(text: str, chunks: Sequence[SearchResult]) -> list[dict]:
+def context_of(chunks: Sequence[SearchResult]) -> list[ContextChunk]:
+    """Retrieved chunks as the prompt builder takes them, in rank order."""
+    return [ContextChunk(title=c.document, text=c.text, source=c.source, heading=c.heading) for c in chunks]
+
+
+def sources_for(text: str, chunks: Sequence[SearchResult]) -> list[SourceRef]:
     """The documents behind an answer: those cited as [n] first, then the rest retrieved."""
     cited = citation_numbers(text, len(chunks))
     order = cited + [n for n in range(1, len(chunks) + 1) if n not in cited]
-    sources, seen = [], set()
+    sources: list[SourceRef] = []
+    seen: set[int] = set()
     for number in order:
         chunk = chunks[number - 1]
         if chunk.document_id in seen:
@@ -267,10 +279,7 @@ def _record(asked: Asked, question, text, mode, adapter, chunks, result, clock) 
             for c in chunks
         ],
         sources=sources_for(text, chunks) if covered else [],
-        context=[
-            {"number": i, "title": c.document, "heading": c.heading, "text": c.text}
-            for i, c in enumerate(chunks, 1)
-        ],
+        context=context_items(context_of(chunks)),
         prompt_tokens=result.prompt_tokens if covered else 0,
         completion_tokens=result.completion_tokens if covered else 0,
         timings=clock.total(),

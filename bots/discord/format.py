@@ -9,6 +9,7 @@ import re
 from collections.abc import Iterable
 
 from bots.text import split_text
+from console.conversations.models import SourceRef
 
 MESSAGE_LIMIT = 2000  # Discord rejects longer message content
 VOTE_EMOJI = {"👍": 1, "👎": -1}
@@ -27,7 +28,7 @@ def strip_mention(content: str, user_id: int) -> str:
     return " ".join(without.split())
 
 
-def source_link(source: dict) -> str:
+def source_link(source: SourceRef) -> str:
     """`[title](url)` for a document that came from a URL, else its title."""
     title = (source.get("document") or source.get("source") or "document").replace("[", "(").replace("]", ")")
     url = source.get("source") or ""
@@ -36,7 +37,7 @@ def source_link(source: dict) -> str:
     return title
 
 
-def render_answer(text: str, sources: Iterable[dict]) -> str:
+def render_answer(text: str, sources: Iterable[SourceRef]) -> str:
     links = [source_link(s) for s in sources]
     if not links:
         return text
@@ -48,6 +49,6 @@ def split_message(text: str, limit: int = MESSAGE_LIMIT) -> list[str]:
     return split_text(text, limit)
 
 
-def answer_messages(text: str, sources: Iterable[dict]) -> list[str]:
+def answer_messages(text: str, sources: Iterable[SourceRef]) -> list[str]:
     """The messages that carry one answer: the text, then its sources, each within Discord's limit."""
     return split_message(render_answer(text, sources))

@@ -1,4 +1,4 @@
-"""The Discord bot: `/ask`, `!ask` and @mentions answered by console.answering; 👍/👎 recorded as Feedback.
+"""The Discord bot: `/ask`, `!ask` and @mentions answered by console.conversations.answering; 👍/👎 recorded as Feedback.
 
 A thin adapter. Everything that touches the database or the model runs in a worker thread
 (`_off_loop`), never on the event loop, so the gateway heartbeat keeps going while a small
@@ -25,10 +25,10 @@ from discord.ext import commands
 from django.core.exceptions import ObjectDoesNotExist
 from django.db import close_old_connections
 
-from bots.discord_format import answer_messages, strip_mention, vote_value
-from console.answering import ChannelDisabled, answer
-from console.conversations.services import record_feedback, withdraw_feedback
+from bots.discord.format import answer_messages, strip_mention, vote_value
+from console.conversations.answering import ChannelDisabled, answer
 from console.conversations.threads import answer_for_message, attach_message, thread_history
+from console.conversations.votes import record_feedback, withdraw_feedback
 
 if TYPE_CHECKING:
     from console.conversations.models import Answer

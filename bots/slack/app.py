@@ -1,6 +1,6 @@
 """Slack adapter: bolt listeners that turn mentions, DMs, /ask, buttons and reactions into console calls.
 
-One App factory serves both HTTP mode (bots.views at POST /slack/events) and Socket Mode
+One App factory serves both HTTP mode (bots.slack.views at POST /slack/events) and Socket Mode
 (`manage.py runslackbot`). Listeners acknowledge at once; answers are generated on a small thread
 pool, behind a "Thinking…" placeholder that is then updated in place with the answer.
 """
@@ -21,11 +21,11 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry import RateLimitErrorRetryHandler, default_retry_handlers
 
-from bots import slack_blocks as blocks
-from console import answering
-from console.conversations.events import first_delivery
-from console.conversations.services import record_feedback, withdraw_feedback
+from bots.slack import blocks
+from console.conversations import answering
+from console.conversations.deliveries import first_delivery
 from console.conversations.threads import answer_for_message, attach_message, thread_history
+from console.conversations.votes import record_feedback, withdraw_feedback
 from console.training.pairs import add_correction
 
 logger = logging.getLogger(__name__)

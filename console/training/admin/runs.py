@@ -7,7 +7,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from console.training import runs, services
+from console.training import adapters, runs
 from console.training.models import TrainingRun
 
 
@@ -105,7 +105,7 @@ class TrainingRunAdmin(admin.ModelAdmin):
         if run.status != TrainingRun.Status.SUCCEEDED or not run.adapter_path:
             self.message_user(request, f"{run} has no finished adapter to serve.", messages.ERROR)
             return
-        services.promote(run)
+        adapters.promote(run)
         self.message_user(request, f"{run} now answers; every process switches within seconds.")
 
     @admin.action(description="Retry failed runs (resumes from the last checkpoint)")

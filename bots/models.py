@@ -1,1 +1,0 @@
-"""Chat-platform adapters arrive with the bots issue."""
