@@ -23,7 +23,7 @@ if not apps.ready:  # a spawned work-horse imports this module before anything e
     django.setup()
 
 
-class _FailsJobsOfDeadHorses:
+class _FailsJobsOfDeadHorses(RQWorker):
     def handle_work_horse_killed(self, job, retpid, ret_val, rusage):
         super().handle_work_horse_killed(job, retpid, ret_val, rusage)
         error = AbandonedJobError(f"the worker process died (wait status {ret_val})")
@@ -33,7 +33,7 @@ class _FailsJobsOfDeadHorses:
             self.log.exception("failure callback for job %s raised", job.id)
 
 
-class Worker(_FailsJobsOfDeadHorses, RQWorker):
+class Worker(_FailsJobsOfDeadHorses):
     pass
 
 

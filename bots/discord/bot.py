@@ -65,7 +65,7 @@ def where(channel: Any, channel_id: int | None, guild_id: int | None) -> Where:
     workspace = str(guild_id) if guild_id else ""
     if isinstance(channel, discord.Thread) and channel.parent_id:
         return Where(str(channel.parent_id), workspace, str(channel.id))
-    return Where(str(channel_id or getattr(channel, "id", "")), workspace)
+    return Where(str(channel_id or getattr(channel, "id", None) or ""), workspace)
 
 
 async def _off_loop(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -130,7 +130,7 @@ class VoteButton(
 
     @classmethod
     async def from_custom_id(
-        cls, interaction: discord.Interaction, item: discord.ui.Button, match: re.Match[str]
+        cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str]
     ) -> VoteButton:
         return cls(int(match["answer_id"]), int(match["value"]))
 
@@ -158,7 +158,8 @@ async def deliver(reply: Answer, send_first: Callable[..., Any], send_rest: Call
     for number, content in enumerate(messages, 1):
         extra = {"view": vote_view(reply.pk)} if number == len(messages) else {}
         sent = await (send_first if number == 1 else send_rest)(content, suppress_embeds=True, **extra)
-    await _off_loop(attach_message, reply, str(sent.id))
+    if sent is not None:  # answer_messages always gives at least one piece
+        await _off_loop(attach_message, reply, str(sent.id))
 
 
 class Answering(commands.Cog):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING, TypedDict
 
 from django import forms
 from django.contrib import admin, messages
@@ -14,6 +15,17 @@ from django.utils.text import Truncator
 from console.conversations import api_keys
 from console.conversations.models import Answer, ApiKey, ChannelSettings, Feedback
 from ml.prompting import context_chunks
+
+
+class _VoteCounts(TypedDict):
+    n_up: int
+    n_down: int
+
+
+if TYPE_CHECKING:  # django-stubs-ext takes two arguments only in the type checker
+    from django_stubs_ext import WithAnnotations
+
+    WithVotes = WithAnnotations[Answer, _VoteCounts]  # AnswerAdmin.get_queryset's annotations
 
 admin.site.site_header = "Answer bot console"
 admin.site.site_title = "Answer bot"
@@ -87,15 +99,15 @@ class AnswerAdmin(ReadOnlyAdmin):
         return "—" if total is None else f"{total:,.0f}"
 
     @admin.display(description="👍", ordering="n_up")
-    def thumbs_up(self, obj: Answer) -> int:
+    def thumbs_up(self, obj: WithVotes) -> int:
         return obj.n_up
 
     @admin.display(description="👎", ordering="n_down")
-    def thumbs_down(self, obj: Answer) -> int:
+    def thumbs_down(self, obj: WithVotes) -> int:
         return obj.n_down
 
     @admin.display(description="Votes")
-    def votes(self, obj: Answer) -> str:
+    def votes(self, obj: WithVotes) -> str:
         url = reverse("admin:conversations_feedback_changelist") + f"?answer__id__exact={obj.pk}"
         return format_html('<a href="{}">👍 {} · 👎 {}</a>', url, obj.n_up, obj.n_down)
 

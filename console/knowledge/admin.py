@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, TypedDict
+
 from django import forms
 from django.contrib import admin, messages
 from django.db import transaction
@@ -12,6 +14,17 @@ from django.utils.html import format_html
 
 from console.knowledge import indexing
 from console.knowledge.models import Chunk, Collection, Document
+
+
+class _DocumentCounts(TypedDict):
+    n_documents: int
+    n_failed: int
+
+
+if TYPE_CHECKING:  # django-stubs-ext takes two arguments only in the type checker
+    from django_stubs_ext import WithAnnotations
+
+    WithCounts = WithAnnotations[Collection, _DocumentCounts]  # CollectionAdmin.get_queryset's annotations
 
 
 @admin.register(Collection)
@@ -35,11 +48,11 @@ class CollectionAdmin(admin.ModelAdmin):
         return ", ".join(obj.allowed_scopes) or "every channel"
 
     @admin.display(ordering="n_documents")
-    def documents(self, obj: Collection) -> int:
+    def documents(self, obj: WithCounts) -> int:
         return obj.n_documents
 
     @admin.display(ordering="n_failed")
-    def failed(self, obj: Collection) -> int:
+    def failed(self, obj: WithCounts) -> int:
         return obj.n_failed
 
 
@@ -62,7 +75,10 @@ class MultipleFileField(forms.FileField):
 
 class UploadForm(forms.Form):
     collection = forms.ModelChoiceField(queryset=Collection.objects.all())
-    files = MultipleFileField(help_text="Select one or more .txt, .md, .html, .pdf or .docx files.")
+    # Django's form metaclass moves declared fields off the class, so this does not shadow Form.files.
+    files = MultipleFileField(  # type: ignore[assignment]
+        help_text="Select one or more .txt, .md, .html, .pdf or .docx files."
+    )
 
 
 @admin.register(Document)
@@ -162,14 +178,16 @@ class DocumentAdmin(admin.ModelAdmin):
         return format_html('<a href="{}">{}</a>', url, obj.chunk_count)
 
 
+CHUNK_FIELDS = ("document", "ordinal", "heading", "token_count", "text")
+
+
 @admin.register(Chunk)
 class ChunkAdmin(admin.ModelAdmin):
     list_display = ["document", "ordinal", "heading", "token_count", "excerpt"]
     list_filter = ["document__collection"]
     search_fields = ["text", "heading", "document__title"]
     list_select_related = ["document"]
-    fields = ["document", "ordinal", "heading", "token_count", "text"]
-    readonly_fields = fields
+    fields = readonly_fields = CHUNK_FIELDS
 
     def has_add_permission(self, request):
         return False

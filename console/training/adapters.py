@@ -13,7 +13,6 @@ from console.training.models import TrainingRun
 
 ACTIVE_CACHE_SECONDS = 3.0
 _cache_lock = Lock()
-_cache: dict[str, object] = {"at": 0.0, "value": None}
 
 
 @dataclass(frozen=True)
@@ -23,21 +22,30 @@ class ActiveAdapter:
     path: str
 
 
+@dataclass
+class _Cached:
+    at: float = 0.0  # time.monotonic() of the last read; 0: read again
+    value: ActiveAdapter | None = None
+
+
+_cache = _Cached()
+
+
 def active_adapter() -> ActiveAdapter | None:
     """The live adapter, re-read at most every few seconds, so a promotion reaches every process fast."""
     with _cache_lock:
-        if time.monotonic() - _cache["at"] < ACTIVE_CACHE_SECONDS:
-            return _cache["value"]
+        if time.monotonic() - _cache.at < ACTIVE_CACHE_SECONDS:
+            return _cache.value
     run = TrainingRun.objects.filter(active=True).only("id", "name", "adapter_path").first()
     value = ActiveAdapter(run.pk, run.name, run.adapter_path) if run else None
     with _cache_lock:
-        _cache.update(at=time.monotonic(), value=value)
+        _cache.at, _cache.value = time.monotonic(), value
     return value
 
 
 def forget_active_adapter() -> None:
     with _cache_lock:
-        _cache.update(at=0.0, value=None)
+        _cache.at, _cache.value = 0.0, None
 
 
 def promote(run: TrainingRun) -> None:
