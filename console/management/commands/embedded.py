@@ -1,4 +1,8 @@
-"""python manage.py embedded status|stop — the embedded PostgreSQL and Redis under DATA_DIR."""
+"""python manage.py embedded status|stop — the embedded PostgreSQL and Redis under DATA_DIR.
+
+Loading the settings starts them, so `status` marks a server this very command started (it
+stops again when the command ends, as after any one-off command; see manage.py).
+"""
 
 from __future__ import annotations
 
@@ -20,9 +24,12 @@ class Command(BaseCommand):
         uses_pg = not os.environ.get("DATABASE_URL")
         uses_redis = not os.environ.get("REDIS_URL")
         if action == "status":
+            started = {name for _, name in embedded.started_here()}
             self.stdout.write(f"DATA_DIR:   {settings.DATA_DIR}")
-            self.stdout.write(f"PostgreSQL: {'embedded' if uses_pg else 'external'} {settings.DATABASE_URL}")
-            self.stdout.write(f"Redis:      {'embedded' if uses_redis else 'external'} {settings.REDIS_URL}")
+            self.stdout.write(
+                f"PostgreSQL: {_describe(uses_pg, 'PostgreSQL' in started)} {settings.DATABASE_URL}"
+            )
+            self.stdout.write(f"Redis:      {_describe(uses_redis, 'Redis' in started)} {settings.REDIS_URL}")
             return
         from django.db import connections
 
@@ -31,3 +38,9 @@ class Command(BaseCommand):
             self.stdout.write("Stopped the embedded PostgreSQL.")
         if uses_redis and embedded.stop_redis(settings.DATA_DIR):
             self.stdout.write("Stopped the embedded Redis.")
+
+
+def _describe(uses_embedded: bool, started_here: bool) -> str:
+    if not uses_embedded:
+        return "external"
+    return "embedded, not running (started for this command only)" if started_here else "embedded, running"
