@@ -24,7 +24,7 @@ class RngState(TypedDict):
     """Every random generator training draws from, as their own get_state functions return them."""
 
     python: tuple[Any, ...]  # random.getstate()
-    numpy: tuple[Any, ...]  # numpy.random.get_state()
+    numpy: tuple[Any, ...] | dict[str, Any]  # numpy.random.get_state()
     torch: Any  # torch.get_rng_state(): a uint8 tensor
     cuda: list[Any]  # torch.cuda.get_rng_state_all(), [] on a CPU
 

@@ -8,9 +8,12 @@ import importlib.util
 import logging
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ml.files import make_world_readable, remove_stagings, write_atomically
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +65,7 @@ def default_base_model_path(data_dir: Path) -> Path:
     return target
 
 
-def _load_gguf(gguf: Path):
+def _load_gguf(gguf: Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """The GGUF's model, de-quantized to dense weights so save_pretrained can write it, and tokenizer."""
     from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
 

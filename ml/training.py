@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ml import checkpoints
 from ml.checkpoints import RngState, TrainerState
@@ -32,6 +32,7 @@ from ml.prompting import DEFAULT_SYSTEM_PROMPT, ContextChunk, build_messages, ne
 if TYPE_CHECKING:
     import torch
     from peft import PeftModel
+    from transformers import PreTrainedTokenizerBase
 
 logger = logging.getLogger(__name__)
 
@@ -104,21 +105,31 @@ def _messages(example: Example, chunks: Sequence[ContextChunk]) -> list[dict[str
     return build_messages(example.system or DEFAULT_SYSTEM_PROMPT, chunks, [], example.question)
 
 
-def _completion_text(tokenizer, messages: list[dict[str, str]], prompt: str, answer: str) -> str:
+def _completion_text(
+    tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, str]], prompt: str, answer: str
+) -> str:
     """The answer as the chat template closes an assistant turn, e.g. `answer<|im_end|>`.
 
     Whitespace after the end-of-turn token is left out: generation stops at that token.
     Templates that render the turn differently in history fall back to answer + eos.
     """
-    full = tokenizer.apply_chat_template(
-        [*messages, {"role": "assistant", "content": answer}], tokenize=False
-    )
+    full = _chat_text(tokenizer, [*messages, {"role": "assistant", "content": answer}])
     if full.startswith(prompt) and answer in full[len(prompt) :]:
         return full[len(prompt) :].rstrip()
     return answer + (tokenizer.eos_token or "")
 
 
-def tokenize_example(tokenizer, example: Example, max_length: int) -> Features:
+def _chat_text(
+    tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, str]], *, add_generation_prompt: bool = False
+) -> str:
+    """The chat template applied to `messages`, as text (transformers types the result wider)."""
+    text = tokenizer.apply_chat_template(
+        messages, add_generation_prompt=add_generation_prompt, tokenize=False
+    )
+    return cast(str, text)
+
+
+def tokenize_example(tokenizer: PreTrainedTokenizerBase, example: Example, max_length: int) -> Features:
     """input_ids and labels for one example; labels are IGNORE_INDEX on every prompt token.
 
     The prompt is what inference feeds the model (build_messages + chat template with the
@@ -133,7 +144,7 @@ def tokenize_example(tokenizer, example: Example, max_length: int) -> Features:
     keep = len(example.context)
     while True:
         messages = _messages(example, example.context[:keep])
-        prompt = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        prompt = _chat_text(tokenizer, messages, add_generation_prompt=True)
         prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
         completion = _completion_text(tokenizer, messages, prompt, answer)
         completion_ids = tokenizer(completion, add_special_tokens=False)["input_ids"]
@@ -147,7 +158,9 @@ def tokenize_example(tokenizer, example: Example, max_length: int) -> Features:
         keep -= 1
 
 
-def tokenize_examples(tokenizer, examples: Sequence[Example], max_length: int) -> tuple[list[Features], int]:
+def tokenize_examples(
+    tokenizer: PreTrainedTokenizerBase, examples: Sequence[Example], max_length: int
+) -> tuple[list[Features], int]:
     """The features of every example that fits, and how many were skipped as too long."""
     features: list[Features] = []
     skipped = 0
@@ -212,7 +225,9 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)  # seeds CUDA too, lazily
 
 
-def load_lora_model(base_model: str, config: TrainingConfig, device: str):
+def load_lora_model(
+    base_model: str, config: TrainingConfig, device: str
+) -> tuple[PeftModel, PreTrainedTokenizerBase]:
     """Base weights (bf16 + SDPA on a GPU, fp32 on a CPU) with fresh LoRA layers, and the tokenizer."""
     import torch
     from peft import LoraConfig, get_peft_model
@@ -224,7 +239,7 @@ def load_lora_model(base_model: str, config: TrainingConfig, device: str):
     tokenizer = AutoTokenizer.from_pretrained(base_model, local_files_only=True)
     if not tokenizer.chat_template:
         raise ValueError(f"{base_model} has no chat template: use an instruct/chat model.")
-    model = AutoModelForCausalLM.from_pretrained(
+    base = AutoModelForCausalLM.from_pretrained(
         base_model,
         local_files_only=True,
         dtype=torch.bfloat16 if on_gpu else torch.float32,
@@ -237,7 +252,7 @@ def load_lora_model(base_model: str, config: TrainingConfig, device: str):
         target_modules=config.target_modules,
         task_type="CAUSAL_LM",
     )
-    model = get_peft_model(model, lora).to(device)
+    model = get_peft_model(base, lora).to(device)
     model.train()
     return model, tokenizer
 
@@ -414,7 +429,7 @@ def _save_checkpoint(trainer: Trainer, folder: Path) -> None:
     logger.info("Checkpoint at step %d/%d in %s", trainer.step, trainer.total_steps, folder)
 
 
-def _save_adapter(model, output_dir: Path) -> None:
+def _save_adapter(model: PeftModel, output_dir: Path) -> None:
     """adapter_config.json + adapter_model.safetensors only, renamed into place when complete."""
 
     def write(staging: Path) -> None:
