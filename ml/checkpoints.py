@@ -1,45 +1,45 @@
-"""Training checkpoints: LoRA weights, optimizer, scheduler, RNG states and step, written whole
-or not at all, so a retried run resumes and ends with the weights of an uninterrupted one.
+"""Training checkpoints on disk: a trainer's state dict (ml.training.Trainer.state_dict) written
+whole or not at all as folder/step-N, and read back. This module only moves dicts to and from
+files; what the state means, and whether a checkpoint belongs to a run, is the trainer's business.
 
-torch is imported inside functions, like ml.training, so importing this never touches CUDA.
+A checkpoint folder holds `lora.safetensors` (the LoRA weights), `optimizer.pt` (optimizer,
+scheduler, torch and CUDA RNG states; tensors only, read with weights_only=True) and `state.json`
+(fingerprint, step, losses, Python and NumPy RNG states, config). torch is imported inside
+functions, like ml.training, so importing this never touches CUDA.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import logging
-import os
-import random
 import shutil
-import tempfile
-from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
-logger = logging.getLogger(__name__)
+from ml.files import write_atomically
 
-
-def fingerprint(settings: Any, features: Sequence[tuple[list[int], list[int]]]) -> str:
-    """What a checkpoint must match to be resumed: the run's settings (base model, training
-    settings but the checkpoint cadence) and its data (input ids and labels)."""
-    digest = hashlib.sha256()
-    digest.update(json.dumps(settings, sort_keys=True, default=str).encode())
-    for ids, labels in features:
-        digest.update(json.dumps([ids, labels]).encode())
-    return digest.hexdigest()
+LORA_FILE, TORCH_FILE, STATE_FILE = "lora.safetensors", "optimizer.pt", "state.json"
 
 
-def write_atomically(folder: Path, write: Callable[[Path], None]) -> None:
-    """Call write(staging) on a hidden sibling of `folder`, then rename it to `folder`."""
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
-    try:
-        write(staging)
-        os.rename(staging, folder)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+class RngState(TypedDict):
+    """Every random generator training draws from, as their own get_state functions return them."""
+
+    python: tuple[Any, ...]  # random.getstate()
+    numpy: tuple[Any, ...] | dict[str, Any]  # numpy.random.get_state()
+    torch: Any  # torch.get_rng_state(): a uint8 tensor
+    cuda: list[Any]  # torch.cuda.get_rng_state_all(), [] on a CPU
+
+
+class TrainerState(TypedDict):
+    """A trainer's whole state, nanoGPT-style: resuming from it ends with the same weights."""
+
+    model: dict[str, Any]  # trainable (LoRA) parameter name -> tensor
+    optimizer: dict[str, Any]
+    scheduler: dict[str, Any]
+    step: int  # optimizer steps taken
+    losses: list[float]  # one per step
+    rng: RngState
+    config: dict[str, Any]  # the TrainingConfig, for whoever reads the checkpoint
+    fingerprint: str  # the run it belongs to (ml.training.fingerprint)
 
 
 def saved_checkpoints(folder: Path) -> list[Path]:
@@ -47,67 +47,77 @@ def saved_checkpoints(folder: Path) -> list[Path]:
     return sorted(folder.glob("step-*")) if folder.is_dir() else []
 
 
-def save(trainer: Any, folder: Path, fingerprint: str) -> None:
-    """Write the trainer's state as folder/step-N (whole or not at all) and drop older ones."""
+def save(state: TrainerState, folder: Path) -> Path:
+    """Write `state` as folder/step-N (whole or not at all), drop older ones, return the new one."""
     import numpy as np
     import torch
     from safetensors.torch import save_file
 
-    names = trainer.trainable_parameters()
-    state = {
-        "fingerprint": fingerprint,
-        "step": trainer.step,
-        "losses": trainer.losses,
-        "python_rng": random.getstate(),
-        "numpy_rng": [x.tolist() if isinstance(x, np.ndarray) else x for x in np.random.get_state()],
+    rng = state["rng"]
+    numpy_rng = [x.tolist() if isinstance(x, np.ndarray) else x for x in rng["numpy"]]
+    plain = {
+        "fingerprint": state["fingerprint"],
+        "step": state["step"],
+        "losses": state["losses"],
+        "python_rng": rng["python"],
+        "numpy_rng": numpy_rng,
+        "config": state["config"],
     }
-    torch_state = {
-        "optimizer": trainer.optimizer.state_dict(),
-        "scheduler": trainer.scheduler.state_dict(),
-        "torch_rng": torch.get_rng_state(),
-        "cuda_rng": torch.cuda.get_rng_state_all() if trainer.device.startswith("cuda") else [],
+    tensors = {
+        "optimizer": state["optimizer"],
+        "scheduler": state["scheduler"],
+        "torch_rng": rng["torch"],
+        "cuda_rng": rng["cuda"],
     }
 
     def write(staging: Path) -> None:
-        save_file({n: p.detach().cpu().contiguous() for n, p in names.items()}, staging / "lora.safetensors")
-        torch.save(torch_state, staging / "optimizer.pt")
-        (staging / "state.json").write_text(json.dumps(state))
+        weights = {name: tensor.detach().cpu().contiguous() for name, tensor in state["model"].items()}
+        save_file(weights, staging / LORA_FILE)
+        torch.save(tensors, staging / TORCH_FILE)
+        (staging / STATE_FILE).write_text(json.dumps(plain))
 
-    latest = folder / f"step-{trainer.step:08d}"
+    latest = folder / f"step-{state['step']:08d}"
     write_atomically(latest, write)
     for older in [*saved_checkpoints(folder), *folder.glob(".step-*")]:  # and crashed stagings
         if older != latest:
             shutil.rmtree(older, ignore_errors=True)
+    return latest
 
 
-def load(trainer: Any, folder: Path, fingerprint: str) -> bool:
-    """Restore the latest checkpoint in `folder`; False (nothing changed) if none is for this run."""
+def load_latest(folder: Path) -> TrainerState | None:
+    """The newest checkpoint in `folder` as a state dict (tensors on the CPU), or None if none."""
+    saved = saved_checkpoints(folder)
+    return load(saved[-1]) if saved else None
+
+
+def load(checkpoint: Path) -> TrainerState:
+    """One checkpoint folder written by save(), as the state dict it was saved from."""
     import numpy as np
     import torch
     from safetensors.torch import load_file
 
-    saved = saved_checkpoints(folder)
-    if not saved:
-        return False
-    state = json.loads((saved[-1] / "state.json").read_text())
-    if state["fingerprint"] != fingerprint:
-        logger.warning("Discarding checkpoints in %s: they were made for other data or settings", folder)
-        shutil.rmtree(folder, ignore_errors=True)
-        return False
-    folder = saved[-1]
-    weights = load_file(folder / "lora.safetensors")
-    with torch.no_grad():
-        for name, param in trainer.trainable_parameters().items():
-            param.copy_(weights[name])
-    torch_state = torch.load(folder / "optimizer.pt", map_location=trainer.device, weights_only=True)
-    trainer.optimizer.load_state_dict(torch_state["optimizer"])
-    trainer.scheduler.load_state_dict(torch_state["scheduler"])
-    torch.set_rng_state(torch_state["torch_rng"].cpu())
-    if torch_state["cuda_rng"]:
-        torch.cuda.set_rng_state_all([s.cpu() for s in torch_state["cuda_rng"]])
-    version, internal, gauss = state["python_rng"]
-    random.setstate((version, tuple(internal), gauss))
-    name, keys, pos, has_gauss, cached = state["numpy_rng"]
-    np.random.set_state((name, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
-    trainer.step, trainer.losses = state["step"], state["losses"]
-    return True
+    plain = json.loads((checkpoint / STATE_FILE).read_text())
+    tensors = torch.load(checkpoint / TORCH_FILE, map_location="cpu", weights_only=True)
+    version, internal, gauss = plain["python_rng"]
+    name, keys, pos, has_gauss, cached = plain["numpy_rng"]
+    rng = RngState(
+        python=(version, tuple(internal), gauss),
+        numpy=(name, np.array(keys, dtype=np.uint32), pos, has_gauss, cached),
+        torch=tensors["torch_rng"],
+        cuda=tensors["cuda_rng"],
+    )
+    return TrainerState(
+        model=load_file(checkpoint / LORA_FILE),
+        optimizer=tensors["optimizer"],
+        scheduler=tensors["scheduler"],
+        step=plain["step"],
+        losses=plain["losses"],
+        rng=rng,
+        config=plain.get("config", {}),  # checkpoints written before it was saved have none
+        fingerprint=plain["fingerprint"],
+    )
+
+
+def discard(folder: Path) -> None:
+    """Delete every checkpoint in `folder` (and the folder)."""
+    shutil.rmtree(folder, ignore_errors=True)

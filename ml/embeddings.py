@@ -9,14 +9,18 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
 
 _lock = threading.Lock()
 
 
 @lru_cache(maxsize=4)
-def _load(model_name: str):
+def _load(model_name: str) -> SentenceTransformer:
     from sentence_transformers import SentenceTransformer
     from transformers.utils import logging as hf_logging
 
@@ -24,7 +28,7 @@ def _load(model_name: str):
     return SentenceTransformer(model_name, device="cpu", local_files_only=True)
 
 
-def get_model(model_name: str):
+def get_model(model_name: str) -> SentenceTransformer:
     """The loaded SentenceTransformer; loaded once per process, thread-safe."""
     with _lock:
         return _load(model_name)
@@ -32,11 +36,19 @@ def get_model(model_name: str):
 
 def max_tokens(model_name: str) -> int:
     """The model's window in tokens, special tokens included; longer input would be truncated."""
-    return int(get_model(model_name).max_seq_length)
+    length = get_model(model_name).max_seq_length
+    if length is None:
+        raise ValueError(
+            f"Embedding model {model_name} has no max_seq_length: set one in its sentence-transformers config."
+        )
+    return length
 
 
 def dimensions(model_name: str) -> int:
-    return int(get_model(model_name).get_embedding_dimension())
+    size = get_model(model_name).get_embedding_dimension()
+    if size is None:
+        raise ValueError(f"Embedding model {model_name} does not report its embedding dimension.")
+    return size
 
 
 def token_counter(model_name: str) -> Callable[[str], int]:

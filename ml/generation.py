@@ -17,10 +17,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from ml.model_files import AdapterError, check_adapter_folder
 from ml.prompting import DOC_CLOSE, DOC_OPEN, FENCE_CLOSE, FENCE_OPEN
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import BatchEncoding, PreTrainedModel, PreTrainedTokenizerBase
 
 logger = logging.getLogger(__name__)
 
@@ -126,7 +130,7 @@ class _StopWhenSet:
     def __init__(self, event: threading.Event):
         self.event = event
 
-    def __call__(self, input_ids, scores, **kwargs):
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs: Any) -> torch.Tensor:
         import torch
 
         return torch.full(
@@ -158,18 +162,19 @@ class LocalGenerator:
             dtype=torch.bfloat16 if on_gpu else torch.float32,
             attn_implementation="sdpa" if on_gpu else None,
         )
-        self._model = model.to(self.device).eval()
+        # transformers wraps PreTrainedModel.to in functools.wraps, which mypy reads as unbound.
+        self._model = model.to(self.device).eval()  # type: ignore[arg-type]
         self._peft: Any = None  # the PeftModel wrapping self._model, once an adapter is loaded
         self._adapters: dict[str, Path] = {}
         self._lock = threading.Lock()
         self._stop_ids = self._end_of_turn_ids()
 
     @property
-    def tokenizer(self):
+    def tokenizer(self) -> PreTrainedTokenizerBase:
         return self._tokenizer
 
     @property
-    def model(self):
+    def model(self) -> PreTrainedModel:
         """The base model; adapters are injected into it in place, never reloaded."""
         return self._model
 
@@ -210,7 +215,7 @@ class LocalGenerator:
             raise AdapterError(f"Adapter {adapter!r} is not loaded: call ensure_adapter() first.")
 
     @contextmanager
-    def _serving(self, adapter: str | None):
+    def _serving(self, adapter: str | None) -> Iterator[Any]:
         """The model to call with `adapter` active (None: base weights). Caller holds the lock."""
         if adapter is not None:
             self._peft.set_adapter(adapter)
@@ -221,10 +226,11 @@ class LocalGenerator:
         else:
             yield self._model
 
-    def _encode(self, messages: list[dict]):
-        return self._tokenizer.apply_chat_template(
+    def _encode(self, messages: list[dict]) -> BatchEncoding:
+        encoded = self._tokenizer.apply_chat_template(
             messages, add_generation_prompt=True, return_dict=True, return_tensors="pt"
-        ).to(self.device)
+        )
+        return cast("BatchEncoding", encoded).to(self.device)
 
     def _generate_kwargs(self, config: GenerationConfig, prompt_tokens: int) -> dict[str, Any]:
         from transformers import LogitsProcessorList, RepetitionPenaltyLogitsProcessor
@@ -247,7 +253,9 @@ class LocalGenerator:
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
         return kwargs
 
-    def _run(self, messages: list[dict], adapter: str | None, config: GenerationConfig, **extra):
+    def _run(
+        self, messages: list[dict], adapter: str | None, config: GenerationConfig, **extra: Any
+    ) -> GenerationResult:
         self._check_adapter(adapter)
         # The tokenizer is used under the lock too: fast tokenizers are not safe across threads.
         with self._lock:
@@ -257,7 +265,8 @@ class LocalGenerator:
             with self._serving(adapter) as model:
                 output = model.generate(**inputs, **self._generate_kwargs(config, prompt_tokens), **extra)
             completion = output[0, prompt_tokens:]
-            text = clean_reply(self._tokenizer.decode(completion, skip_special_tokens=True))
+            reply = self._tokenizer.decode(completion, skip_special_tokens=True)  # one sequence: a str
+            text = clean_reply(cast(str, reply))
             seconds = time.perf_counter() - started
         return GenerationResult(text, prompt_tokens, int(completion.shape[0]), seconds)
 
@@ -351,7 +360,9 @@ class OpenAIGenerator:
     def ensure_adapter(self, name: str, path: str | Path) -> None:
         """Nothing to do: the server loads its adapters itself."""
 
-    def _request(self, messages: list[dict], adapter: str | None, config: GenerationConfig | None):
+    def _request(
+        self, messages: list[dict], adapter: str | None, config: GenerationConfig | None
+    ) -> dict[str, Any]:
         config = config or GenerationConfig()
         request: dict[str, Any] = {
             "model": adapter or self.model,

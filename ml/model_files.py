@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-import os
-import shutil
-import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from ml.files import make_world_readable, remove_stagings, write_atomically
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +65,7 @@ def default_base_model_path(data_dir: Path) -> Path:
     return target
 
 
-def _load_gguf(gguf: Path):
+def _load_gguf(gguf: Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """The GGUF's model, de-quantized to dense weights so save_pretrained can write it, and tokenizer."""
     from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
 
@@ -77,28 +79,18 @@ def _load_gguf(gguf: Path):
 
 def _convert_gguf(gguf: Path, target: Path) -> None:
     """Write the converted folder under a temporary name, then rename it to `target`. Hold the lock."""
-    for stale in target.parent.glob(f".{target.name}.tmp-*"):  # left by a crashed conversion
-        shutil.rmtree(stale, ignore_errors=True)
+    remove_stagings(target)  # left by a crashed conversion
     logger.info("Converting %s to safetensors at %s (once, ~20 s)", gguf.name, target)
     started = time.perf_counter()
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-    try:
+
+    def write(staging: Path) -> None:
         model, tokenizer = _load_gguf(gguf)
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
-        _make_world_readable(staging)
-        os.rename(staging, target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+        make_world_readable(staging)
+
+    write_atomically(target, write)
     logger.info("Converted %s in %.1f s", gguf.name, time.perf_counter() - started)
-
-
-def _make_world_readable(folder: Path) -> None:
-    """mkdtemp (and the safetensors writer) create owner-only files; other service users read them."""
-    folder.chmod(0o755)
-    for path in folder.iterdir():
-        path.chmod(0o644)
 
 
 def resolve_base_model(base_model: str, data_dir: Path) -> str | Path:

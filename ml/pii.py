@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 _SECRET_PATTERNS = [
@@ -69,7 +70,13 @@ def scrub(text: str) -> Scrubbed:
     """Text with secrets, e-mails, user mentions, card numbers and phone numbers replaced."""
     found: Counter = Counter()
 
-    def sub(pattern: re.Pattern, placeholder: str, kind: str, value: str, check=None) -> str:
+    def sub(
+        pattern: re.Pattern,
+        placeholder: str,
+        kind: str,
+        value: str,
+        check: Callable[[str], bool] | None = None,
+    ) -> str:
         def replace(match: re.Match) -> str:
             if check and not check(match.group(0)):
                 return match.group(0)

@@ -12,6 +12,8 @@ CUDA, so an RQ worker can import it before forking.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import math
 import random
@@ -20,10 +22,17 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ml import checkpoints
+from ml.checkpoints import RngState, TrainerState
+from ml.files import make_world_readable, write_atomically
 from ml.prompting import DEFAULT_SYSTEM_PROMPT, ContextChunk, build_messages, neutralise
+
+if TYPE_CHECKING:
+    import torch
+    from peft import PeftModel
+    from transformers import PreTrainedTokenizerBase
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +45,10 @@ Features = tuple[list[int], list[int]]  # input_ids, labels
 
 class ExampleTooLong(ValueError):
     """An example whose answer cannot fit in `max_length` even with its context trimmed."""
+
+
+class CheckpointMismatch(ValueError):
+    """A saved trainer state that belongs to another run (other data, model or settings)."""
 
 
 @dataclass(frozen=True)
@@ -92,21 +105,31 @@ def _messages(example: Example, chunks: Sequence[ContextChunk]) -> list[dict[str
     return build_messages(example.system or DEFAULT_SYSTEM_PROMPT, chunks, [], example.question)
 
 
-def _completion_text(tokenizer, messages: list[dict[str, str]], prompt: str, answer: str) -> str:
+def _completion_text(
+    tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, str]], prompt: str, answer: str
+) -> str:
     """The answer as the chat template closes an assistant turn, e.g. `answer<|im_end|>`.
 
     Whitespace after the end-of-turn token is left out: generation stops at that token.
     Templates that render the turn differently in history fall back to answer + eos.
     """
-    full = tokenizer.apply_chat_template(
-        [*messages, {"role": "assistant", "content": answer}], tokenize=False
-    )
+    full = _chat_text(tokenizer, [*messages, {"role": "assistant", "content": answer}])
     if full.startswith(prompt) and answer in full[len(prompt) :]:
         return full[len(prompt) :].rstrip()
     return answer + (tokenizer.eos_token or "")
 
 
-def tokenize_example(tokenizer, example: Example, max_length: int) -> Features:
+def _chat_text(
+    tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, str]], *, add_generation_prompt: bool = False
+) -> str:
+    """The chat template applied to `messages`, as text (transformers types the result wider)."""
+    text = tokenizer.apply_chat_template(
+        messages, add_generation_prompt=add_generation_prompt, tokenize=False
+    )
+    return cast(str, text)
+
+
+def tokenize_example(tokenizer: PreTrainedTokenizerBase, example: Example, max_length: int) -> Features:
     """input_ids and labels for one example; labels are IGNORE_INDEX on every prompt token.
 
     The prompt is what inference feeds the model (build_messages + chat template with the
@@ -121,7 +144,7 @@ def tokenize_example(tokenizer, example: Example, max_length: int) -> Features:
     keep = len(example.context)
     while True:
         messages = _messages(example, example.context[:keep])
-        prompt = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        prompt = _chat_text(tokenizer, messages, add_generation_prompt=True)
         prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
         completion = _completion_text(tokenizer, messages, prompt, answer)
         completion_ids = tokenizer(completion, add_special_tokens=False)["input_ids"]
@@ -135,7 +158,9 @@ def tokenize_example(tokenizer, example: Example, max_length: int) -> Features:
         keep -= 1
 
 
-def tokenize_examples(tokenizer, examples: Sequence[Example], max_length: int) -> tuple[list[Features], int]:
+def tokenize_examples(
+    tokenizer: PreTrainedTokenizerBase, examples: Sequence[Example], max_length: int
+) -> tuple[list[Features], int]:
     """The features of every example that fits, and how many were skipped as too long."""
     features: list[Features] = []
     skipped = 0
@@ -200,7 +225,9 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)  # seeds CUDA too, lazily
 
 
-def load_lora_model(base_model: str, config: TrainingConfig, device: str):
+def load_lora_model(
+    base_model: str, config: TrainingConfig, device: str
+) -> tuple[PeftModel, PreTrainedTokenizerBase]:
     """Base weights (bf16 + SDPA on a GPU, fp32 on a CPU) with fresh LoRA layers, and the tokenizer."""
     import torch
     from peft import LoraConfig, get_peft_model
@@ -212,7 +239,7 @@ def load_lora_model(base_model: str, config: TrainingConfig, device: str):
     tokenizer = AutoTokenizer.from_pretrained(base_model, local_files_only=True)
     if not tokenizer.chat_template:
         raise ValueError(f"{base_model} has no chat template: use an instruct/chat model.")
-    model = AutoModelForCausalLM.from_pretrained(
+    base = AutoModelForCausalLM.from_pretrained(
         base_model,
         local_files_only=True,
         dtype=torch.bfloat16 if on_gpu else torch.float32,
@@ -225,7 +252,7 @@ def load_lora_model(base_model: str, config: TrainingConfig, device: str):
         target_modules=config.target_modules,
         task_type="CAUSAL_LM",
     )
-    model = get_peft_model(model, lora).to(device)
+    model = get_peft_model(base, lora).to(device)
     model.train()
     return model, tokenizer
 
@@ -241,14 +268,38 @@ def _schedule(total_steps: int, warmup_steps: int) -> Callable[[int], float]:
     return factor
 
 
-class _Trainer:
-    """The training loop's state: model, optimizer, scheduler, step, losses; checkpoints it."""
+def fingerprint(base_model: str, config: TrainingConfig, features: Sequence[Features]) -> str:
+    """What a saved state must match to be resumed: the base model, the training settings but
+    the checkpoint cadence, and the data (input ids and labels). Stable across releases: a
+    checkpoint written by an older version still resumes."""
+    digest = hashlib.sha256()
+    settings = [base_model, {**asdict(config), "checkpoint_every": None}]
+    digest.update(json.dumps(settings, sort_keys=True, default=str).encode())
+    for ids, labels in features:
+        digest.update(json.dumps([ids, labels]).encode())
+    return digest.hexdigest()
 
-    def __init__(self, model, features: list[Features], pad_id: int, config: TrainingConfig, device: str):
+
+class Trainer:
+    """The training loop and its state: model, optimizer, scheduler, step, losses, RNG.
+
+    state_dict() and load_state_dict() hand that state over as a plain dict (ml.checkpoints
+    writes it to files), so a run resumed from it ends with the weights of an uninterrupted one.
+    """
+
+    def __init__(
+        self,
+        model: PeftModel,
+        features: list[Features],
+        pad_id: int,
+        config: TrainingConfig,
+        device: str,
+        fingerprint: str,
+    ) -> None:
         import torch
 
         self.model, self.features, self.pad_id = model, features, pad_id
-        self.config, self.device = config, device
+        self.config, self.device, self.fingerprint = config, device, fingerprint
         self.lengths = [len(ids) for ids, _ in features]
         self.batches_per_epoch = math.ceil(len(features) / config.batch_size)
         self.steps_per_epoch = math.ceil(self.batches_per_epoch / config.gradient_accumulation)
@@ -305,15 +356,53 @@ class _Trainer:
         self.losses.append(total / answer_tokens)
         return self.losses[-1]
 
-    def save_checkpoint(self, folder: Path, fingerprint: str) -> None:
-        checkpoints.save(self, folder, fingerprint)
-        logger.info("Checkpoint at step %d/%d in %s", self.step, self.total_steps, folder)
+    def state_dict(self) -> TrainerState:
+        """Everything needed to carry on from this step, as a plain dict.
 
-    def load_checkpoint(self, folder: Path, fingerprint: str) -> bool:
-        """Restore the latest checkpoint in `folder`; False (nothing changed) if none is for this run."""
-        return checkpoints.load(self, folder, fingerprint)
+        Like torch's own state_dict, its tensors may share memory with the live trainer: save or
+        copy it before training on.
+        """
+        import numpy as np
+        import torch
 
-    def trainable_parameters(self) -> dict[str, Any]:
+        rng = RngState(
+            python=random.getstate(),
+            numpy=np.random.get_state(legacy=True),
+            torch=torch.get_rng_state(),
+            cuda=torch.cuda.get_rng_state_all() if self.device.startswith("cuda") else [],
+        )
+        return TrainerState(
+            model={name: p.detach() for name, p in self.trainable_parameters().items()},
+            optimizer=self.optimizer.state_dict(),
+            scheduler=self.scheduler.state_dict(),
+            step=self.step,
+            losses=list(self.losses),
+            rng=rng,
+            config=asdict(self.config),
+            fingerprint=self.fingerprint,
+        )
+
+    def load_state_dict(self, state: TrainerState) -> None:
+        """Carry on from `state`; CheckpointMismatch (and nothing changed) if another run saved it."""
+        import numpy as np
+        import torch
+
+        if state["fingerprint"] != self.fingerprint:
+            raise CheckpointMismatch("The saved state was made for other data or settings.")
+        with torch.no_grad():
+            for name, param in self.trainable_parameters().items():
+                param.copy_(state["model"][name])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        rng = state["rng"]
+        random.setstate(rng["python"])
+        np.random.set_state(rng["numpy"])
+        torch.set_rng_state(rng["torch"])
+        if rng["cuda"]:
+            torch.cuda.set_rng_state_all(rng["cuda"])
+        self.step, self.losses = state["step"], list(state["losses"])
+
+    def trainable_parameters(self) -> dict[str, torch.nn.Parameter]:
         return {name: p for name, p in self.model.named_parameters() if p.requires_grad}
 
     def last_epoch_loss(self) -> float:
@@ -321,7 +410,26 @@ class _Trainer:
         return sum(recent) / len(recent)
 
 
-def _save_adapter(model, output_dir: Path) -> None:
+def _resume(trainer: Trainer, folder: Path) -> int:
+    """Load the latest checkpoint in `folder` into `trainer`: the step it resumes at, 0 if none fits."""
+    state = checkpoints.load_latest(folder)
+    if state is None:
+        return 0
+    try:
+        trainer.load_state_dict(state)
+    except CheckpointMismatch:
+        logger.warning("Discarding checkpoints in %s: they were made for other data or settings", folder)
+        checkpoints.discard(folder)
+        return 0
+    return trainer.step
+
+
+def _save_checkpoint(trainer: Trainer, folder: Path) -> None:
+    checkpoints.save(trainer.state_dict(), folder)
+    logger.info("Checkpoint at step %d/%d in %s", trainer.step, trainer.total_steps, folder)
+
+
+def _save_adapter(model: PeftModel, output_dir: Path) -> None:
     """adapter_config.json + adapter_model.safetensors only, renamed into place when complete."""
 
     def write(staging: Path) -> None:
@@ -329,11 +437,9 @@ def _save_adapter(model, output_dir: Path) -> None:
         for extra in staging.iterdir():  # peft adds a README model card
             if extra.name not in ADAPTER_FILES:
                 shutil.rmtree(extra) if extra.is_dir() else extra.unlink()
-        staging.chmod(0o755)  # mkdtemp is owner-only; serving processes may run as other users
-        for path in staging.iterdir():
-            path.chmod(0o644)
+        make_world_readable(staging)  # serving processes may run as other users
 
-    checkpoints.write_atomically(output_dir, write)
+    write_atomically(output_dir, write)
 
 
 # --- the entry point ---------------------------------------------------------------------------
@@ -377,11 +483,8 @@ def train_adapter(
             f"({len(examples)} given, {skipped} too long): add pairs or raise max_length."
         )
     pad_id = next((i for i in (tokenizer.pad_token_id, tokenizer.eos_token_id) if i is not None), 0)
-    trainer = _Trainer(model, features, pad_id, config, device)
-    fingerprint = checkpoints.fingerprint(
-        [str(base_model), {**asdict(config), "checkpoint_every": None}], features
-    )
-    resumed_from = trainer.step if trainer.load_checkpoint(checkpoint, fingerprint) else 0
+    trainer = Trainer(model, features, pad_id, config, device, fingerprint(str(base_model), config, features))
+    resumed_from = _resume(trainer, checkpoint)
     logger.info(
         "Training %s on %d examples (%d skipped as too long), %d steps on %s, resuming at step %d",
         base_model, len(features), skipped, trainer.total_steps, device, resumed_from,
@@ -389,7 +492,7 @@ def train_adapter(
     while trainer.step < trainer.total_steps:
         loss = trainer.train_step()
         if trainer.step % config.checkpoint_every == 0 and trainer.step < trainer.total_steps:
-            trainer.save_checkpoint(checkpoint, fingerprint)
+            _save_checkpoint(trainer, checkpoint)
         if progress:
             progress(trainer.step, trainer.total_steps, loss)
     _save_adapter(model, output_dir)

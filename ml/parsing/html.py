@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import codecs
 import re
+from typing import TYPE_CHECKING
 
 from ml.parsing.base import ParsedDocument, ParseError, SectionBuilder, decode_text
+
+if TYPE_CHECKING:
+    from bs4 import NavigableString, Tag
 
 _DROPPED_TAGS = ("script", "style", "nav", "noscript", "template", "svg", "iframe", "head", "footer", "form")
 _HEADINGS = {f"h{n}": n for n in range(1, 7)}
@@ -48,7 +52,7 @@ def _decode_html(name: str, data: bytes) -> str:
     return decode_text(name, data)
 
 
-def _walk_html(root, builder: SectionBuilder) -> None:
+def _walk_html(root: Tag, builder: SectionBuilder) -> None:
     """Walk strings in document order; a change of enclosing block element starts a new paragraph."""
     from bs4 import NavigableString, Tag
     from bs4.element import PreformattedString
@@ -78,7 +82,7 @@ def _walk_html(root, builder: SectionBuilder) -> None:
     builder.paragraph("".join(parts))
 
 
-def _html_context(node, root):
+def _html_context(node: NavigableString, root: Tag) -> tuple[Tag, bool, bool]:
     """The nearest block-level ancestor, and whether the string sits in a heading or a <pre>."""
     block, in_pre = None, False
     for parent in node.parents:

@@ -5,8 +5,14 @@ from __future__ import annotations
 import io
 import logging
 import re
+from typing import TYPE_CHECKING
 
 from ml.parsing.base import ParsedDocument, ParseError, Section, SectionBuilder, short_line, stem
+
+if TYPE_CHECKING:
+    from docx.table import Table
+    from docx.text.paragraph import Paragraph
+    from pypdf import PdfReader
 
 logger = logging.getLogger(__name__)
 
@@ -44,10 +50,10 @@ def parse_pdf(name: str, data: bytes) -> ParsedDocument:
     return ParsedDocument(title=title or stem(name), sections=sections)
 
 
-def _decrypt_pdf(name: str, reader) -> None:
+def _decrypt_pdf(name: str, reader: PdfReader) -> None:
     """Open PDFs that are encrypted with an empty password (common for "no copying" flags)."""
     try:
-        opened = reader.decrypt("")
+        opened = bool(reader.decrypt(""))  # PasswordType.NOT_DECRYPTED is 0
     except Exception:
         opened = False
     if not opened:
@@ -103,7 +109,7 @@ def parse_docx(name: str, data: bytes) -> ParsedDocument:
     return ParsedDocument(title=title, sections=builder.build())
 
 
-def _docx_block(item) -> tuple[str, int, str]:
+def _docx_block(item: Paragraph | Table) -> tuple[str, int, str]:
     """Classify one body item as ("title" | "heading" | "text", level, text)."""
     from docx.table import Table
 
@@ -120,7 +126,7 @@ def _docx_block(item) -> tuple[str, int, str]:
     return "text", 0, text
 
 
-def _docx_table_text(table) -> str:
+def _docx_table_text(table: Table) -> str:
     """One line per row, cells joined by " | "; merged cells repeat in python-docx, so they collapse."""
     rows = []
     for row in table.rows:

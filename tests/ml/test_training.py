@@ -10,19 +10,25 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from ml.checkpoints import write_atomically  # noqa: E402
+from ml import checkpoints  # noqa: E402
+from ml.files import write_atomically  # noqa: E402
 from ml.generation import GenerationConfig, LocalGenerator  # noqa: E402
 from ml.model_files import default_base_model_path  # noqa: E402
 from ml.prompting import DEFAULT_SYSTEM_PROMPT, ContextChunk, build_messages  # noqa: E402
 from ml.training import (  # noqa: E402
     IGNORE_INDEX,
+    CheckpointMismatch,
     Example,
     ExampleTooLong,
+    Trainer,
     TrainingConfig,
     collate,
+    fingerprint,
+    load_lora_model,
     padding_tokens,
     plan_batches,
     tokenize_example,
+    tokenize_examples,
     train_adapter,
 )
 
@@ -186,6 +192,65 @@ def test_an_interrupted_run_resumes_from_its_checkpoint_and_ends_with_the_same_w
     expected, resumed = adapter_tensors(trained.folder), adapter_tensors(output)
     assert all(resumed[name].allclose(expected[name], atol=1e-6) for name in expected)
     assert [p.name for p in tmp_path.iterdir()] == ["adapter"]
+
+
+def new_trainer(tiny_llm: Path, tokenizer, *, seed: int) -> Trainer:
+    """A CPU trainer on EXAMPLES whose fresh LoRA weights depend on `seed`."""
+    import torch
+
+    torch.manual_seed(seed)
+    model, _ = load_lora_model(str(tiny_llm), FAST, "cpu")
+    features, _ = tokenize_examples(tokenizer, EXAMPLES, FAST.max_length)
+    run = fingerprint(str(tiny_llm), FAST, features)
+    return Trainer(model, features, tokenizer.pad_token_id, FAST, "cpu", run)
+
+
+def test_a_trainers_saved_and_loaded_state_continues_like_the_uninterrupted_trainer(
+    tiny_llm, tokenizer, tmp_path
+):
+    first = new_trainer(tiny_llm, tokenizer, seed=0)
+    for _ in range(4):
+        first.train_step()
+    saved = checkpoints.save(first.state_dict(), tmp_path / "checkpoint")
+    assert sorted(p.name for p in saved.iterdir()) == ["lora.safetensors", "optimizer.pt", "state.json"]
+    uninterrupted = [first.train_step() for _ in range(5)]
+
+    second = new_trainer(tiny_llm, tokenizer, seed=1)
+    state = checkpoints.load_latest(tmp_path / "checkpoint")
+    assert state is not None and state["step"] == 4 and state["config"]["learning_rate"] == FAST.learning_rate
+    fresh = {name: p.detach().clone() for name, p in second.trainable_parameters().items()}
+    assert any(not fresh[name].equal(state["model"][name]) for name in fresh)
+    with pytest.raises(CheckpointMismatch):
+        second.load_state_dict({**state, "fingerprint": "another run"})
+    assert second.step == 0
+    assert all(p.equal(fresh[name]) for name, p in second.trainable_parameters().items())
+
+    second.load_state_dict(state)
+    assert second.step == 4 and second.losses == first.losses[:4]
+    assert all(p.equal(state["model"][name]) for name, p in second.trainable_parameters().items())
+    resumed = [second.train_step() for _ in range(5)]
+
+    assert second.step == first.step == 9
+    assert resumed == pytest.approx(uninterrupted, rel=1e-6)
+    ours, theirs = second.optimizer.state_dict()["state"], first.optimizer.state_dict()["state"]
+    assert ours.keys() == theirs.keys()
+    for index in ours:
+        assert ours[index]["step"] == theirs[index]["step"] == 9
+        assert ours[index]["exp_avg"].allclose(theirs[index]["exp_avg"], atol=1e-7)
+        assert ours[index]["exp_avg_sq"].allclose(theirs[index]["exp_avg_sq"], atol=1e-9)
+    expected = first.trainable_parameters()
+    assert all(p.allclose(expected[name], atol=1e-6) for name, p in second.trainable_parameters().items())
+
+
+def test_the_run_fingerprint_is_the_one_older_checkpoints_were_saved_with():
+    features = [([1, 2, 3], [IGNORE_INDEX, 2, 3]), ([4], [4])]
+    config = TrainingConfig()
+    # Computed by the release that wrote the first checkpoints: changing it orphans them.
+    pinned = "eafef97db396f94e329e1331b4a583e4bde6af6aacfd8cf2269fef195152ed62"
+    assert fingerprint("tiny", config, features) == pinned
+    assert fingerprint("tiny", replace(config, checkpoint_every=7), features) == pinned
+    assert fingerprint("tiny", replace(config, epochs=4), features) != pinned
+    assert fingerprint("tiny", config, features[:1]) != pinned
 
 
 def test_a_checkpoint_made_for_other_data_is_not_resumed(tiny_llm, tmp_path):
