@@ -44,7 +44,7 @@ stop: setup
 	$(PY) manage.py embedded stop
 
 bench: setup
-	$(PY) bench/retrieval.py
-	$(PY) bench/answer.py
-	$(PY) bench/train.py
-	$(PY) bench/context.py
+	$(PY) -m bench.retrieval
+	$(PY) -m bench.answer
+	$(PY) -m bench.train
+	$(PY) -m bench.context

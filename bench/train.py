@@ -10,8 +10,8 @@ counts non-padding tokens. When a run would take longer than --max-seconds, it i
 token (labelled as such). Prints a table; a full run also rewrites the train section of
 docs/benchmarks.md (a --quick smoke run writes only when given --docs).
 
-    .venv/bin/python bench/train.py [--quick] [--sizes 50,200,1000] [--max-seconds S] [--device cuda]
-    .venv/bin/python bench/train.py --device cuda --qwen-shaped   # random-weight Qwen2.5-0.5B shape
+    .venv/bin/python -m bench.train [--quick] [--sizes 50,200,1000] [--max-seconds S] [--device cuda]
+    .venv/bin/python -m bench.train --device cuda --qwen-shaped   # random-weight Qwen2.5-0.5B shape
 """
 
 from __future__ import annotations
@@ -31,20 +31,24 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from bench.docs import machine_info, write_section  # noqa: E402
+from bench.report import (
+    DOCS,
+    ROOT,
+    command,
+    machine_info,
+    markdown_table,
+    progress,
+    text_table,
+    write_section,
+)
+from ml.prompting import ContextChunk
+from ml.training import IGNORE_INDEX, Example, TrainingConfig, plan_batches
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
-from ml.prompting import ContextChunk  # noqa: E402
-from ml.training import IGNORE_INDEX, Example, TrainingConfig, plan_batches  # noqa: E402
-
 PAIRS = ROOT / "examples" / "pairs.jsonl"
-DOCS = ROOT / "docs" / "benchmarks.md"
-START, END = "<!-- train:start -->", "<!-- train:end -->"
+SECTION = "train"
 DEFAULT_SIZES = (50, 200, 1000)
 RATIO_TARGET = 2.0
 H100_TARGET_S = 120.0
@@ -63,10 +67,6 @@ QWEN_SHAPE = dict(
     rms_norm_eps=1e-6,
     tie_word_embeddings=True,
 )
-
-
-def progress(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
 # --- Data --------------------------------------------------------------------------------------
@@ -459,23 +459,6 @@ def notes(report: Report) -> list[str]:
     ]
 
 
-def text_table(headers: list[str], table: list[list[str]]) -> str:
-    widths = [max(len(row[i]) for row in [headers, *table]) for i in range(len(headers))]
-    return "\n".join(
-        "  ".join(
-            cell.ljust(w) if i < 2 else cell.rjust(w)
-            for i, (cell, w) in enumerate(zip(row, widths, strict=True))
-        )
-        for row in [headers, *table]
-    )
-
-
-def markdown_table(headers: list[str], table: list[list[str]]) -> str:
-    aligns = ["---", "---"] + ["---:"] * (len(headers) - 2)
-    cells = [[str(c).replace("|", "\\|").replace("*", "\\*") for c in row] for row in table]
-    return "\n".join("| " + " | ".join(row) + " |" for row in [headers, aligns[: len(headers)], *cells])
-
-
 def render_text(report: Report) -> str:
     parts = [f"Training benchmark: {report.model}, {device_name(report.device)}, {report.started}"]
     parts += [
@@ -492,7 +475,7 @@ def render_markdown(report: Report, gpu_note: str) -> str:
     lines = [
         "## Training: our LoRA job vs a plain Hugging Face Trainer",
         "",
-        f"Run {report.started} with `{' '.join(['.venv/bin/python', 'bench/train.py', *sys.argv[1:]])}`.",
+        f"Run {report.started} with `{command('train', *sys.argv[1:])}`.",
         "",
         markdown_table(HEADERS, rows(report)),
         "",
@@ -514,8 +497,8 @@ GPU_NOTE = (
     "2x target and the H100 target are unmeasured. On a CUDA machine (a venv with a CUDA build of "
     "torch and this project's requirements), run:\n\n"
     "```\n"
-    ".venv/bin/python bench/train.py --device cuda                 # SmolLM2-135M, 50/200/1000 pairs\n"
-    ".venv/bin/python bench/train.py --device cuda --qwen-shaped   # random Qwen2.5-0.5B shape: the H100 target\n"
+    f"{command('train', '--device cuda')}                 # SmolLM2-135M, 50/200/1000 pairs\n"
+    f"{command('train', '--device cuda --qwen-shaped')}   # random Qwen2.5-0.5B shape: the H100 target\n"
     "```\n\n"
     "On a GPU both sides load the model in bf16 with SDPA attention (ml.training's GPU settings)."
 )
@@ -610,9 +593,7 @@ def main() -> None:
     print(render_text(report))
     docs = args.docs or (None if args.quick else DOCS)
     if docs:
-        write_section(
-            docs, START, END, render_markdown(report, "" if device.startswith("cuda") else GPU_NOTE)
-        )
+        write_section(docs, SECTION, render_markdown(report, "" if device.startswith("cuda") else GPU_NOTE))
         print(f"\nWrote {docs}")
 
 

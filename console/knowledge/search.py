@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import connection, transaction
+from pgvector import Vector
+from pgvector.psycopg import register_vector
 
 from ml import embeddings
 
@@ -130,101 +132,130 @@ def search(
     }
     if method != "fulltext":
         vector = query_embedding if query_embedding is not None else embed_query(query)
-        params["embedding"] = "[" + ",".join(f"{x:.7g}" for x in vector) + "]"
-    sql = _SQL[method].format(access=_ACCESS)
-    with transaction.atomic(), connection.cursor() as cursor:
-        if method != "fulltext":
-            cursor.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
-            cursor.execute(
-                "SELECT set_config('hnsw.ef_search', %s, true)", [str(max(settings.SEARCH_EF, pool))]
-            )
-        cursor.execute(sql, params)
-        rows = cursor.fetchall()
+        params["embedding"] = Vector([float(x) for x in vector])
+    with transaction.atomic():
+        _register_vector_types()
+        with connection.cursor() as cursor:
+            if method != "fulltext":
+                cursor.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+                cursor.execute(
+                    "SELECT set_config('hnsw.ef_search', %s, true)", [str(max(settings.SEARCH_EF, pool))]
+                )
+            cursor.execute(SQL[method], params)
+            rows = cursor.fetchall()
     return [SearchResult(*row) for row in rows]
 
 
-_ACCESS = """
-    (%(collections)s::text[] IS NULL OR col.slug = ANY(%(collections)s::text[]))
-    AND (%(scopes)s::text[] IS NULL
-         OR cardinality(col.allowed_scopes) = 0
-         OR col.allowed_scopes && %(scopes)s::varchar[])
-"""
+def _register_vector_types() -> None:
+    """pgvector's psycopg adapters on this database connection, once per connection, so a
+    query vector is sent as a `vector` rather than formatted into the SQL as text."""
+    connection.ensure_connection()
+    if connection.connection.adapters.types.get("vector") is None:
+        register_vector(connection.connection)
 
-_FROM = """
-    FROM knowledge_chunk c
-    JOIN knowledge_document d ON d.id = c.document_id
-    JOIN knowledge_collection col ON col.id = d.collection_id
-"""
 
-_VECTOR_LEG = (
-    """
-    SELECT c.id, c.embedding <=> %(embedding)s::vector AS distance
-    """
-    + _FROM
-    + """
-    WHERE {access}
-    ORDER BY c.embedding <=> %(embedding)s::vector
-    LIMIT %(pool)s
-"""
+# Who may read a chunk, in the WHERE of every leg (so top-k is taken among allowed chunks only):
+# the collections asked for (NULL: all), and of those the ones open to everyone or to one of
+# the asking channel's scopes (NULL: a trusted operator).
+_ALLOWED = """(%(collections)s::text[] IS NULL OR col.slug = ANY(%(collections)s::text[]))
+       AND (%(scopes)s::text[] IS NULL
+            OR cardinality(col.allowed_scopes) = 0
+            OR col.allowed_scopes && %(scopes)s::varchar[])"""
+
+# The full-text query: the question in websearch syntax (all words), OR'ed, for a plain
+# question (any_word), with each of its words that is not common (common_words). An empty
+# OR leaves the websearch query as it is.
+_TEXT_QUERY = """(
+        SELECT websearch_to_tsquery('english', %(query)s) AS all_words,
+               websearch_to_tsquery('english', %(query)s) || COALESCE((
+                   SELECT string_agg(quote_literal(word), ' | ')::tsquery
+                     FROM unnest(tsvector_to_array(to_tsvector('english', %(query)s))) AS word
+                    WHERE %(any_word)s AND word <> ALL(%(common)s::text[])
+               ), ''::tsquery) AS some_words
+     )"""
+
+SQL = {
+    # The pool nearest chunks by cosine distance (HNSW), re-sorted: relaxed_order iterative
+    # scans may return them slightly out of order.
+    "vector": f"""
+WITH semantic_search AS (
+    SELECT c.id, c.embedding <=> %(embedding)s AS distance
+      FROM knowledge_chunk c
+      JOIN knowledge_document d ON d.id = c.document_id
+      JOIN knowledge_collection col ON col.id = d.collection_id
+     WHERE {_ALLOWED}
+     ORDER BY c.embedding <=> %(embedding)s
+     LIMIT %(pool)s
 )
-
-_TEXT_LEG = (
-    """
+SELECT c.id, d.id, d.title, d.source, d.version, c.heading, c.text,
+       1 - semantic_search.distance AS score, 1 - semantic_search.distance AS similarity
+  FROM semantic_search
+  JOIN knowledge_chunk c ON c.id = semantic_search.id
+  JOIN knowledge_document d ON d.id = c.document_id
+ ORDER BY semantic_search.distance
+ LIMIT %(k)s
+""",
+    # Chunks holding every word rank first (score >= 1), then the rest by ts_rank (GIN).
+    "fulltext": f"""
+WITH keyword_search AS (
     SELECT c.id,
-           (c.search_vector @@ websearch_to_tsquery('english', %(query)s))::int
-           + ts_rank(c.search_vector, q.query, 32) AS rank
-    """
-    + _FROM
-    + """
-    CROSS JOIN (
-        SELECT CASE WHEN %(any_word)s
-                    THEN websearch_to_tsquery('english', %(query)s) || COALESCE((
-                        SELECT string_agg(quote_literal(word), ' | ')::tsquery
-                          FROM unnest(tsvector_to_array(to_tsvector('english', %(query)s))) AS word
-                         WHERE word <> ALL(%(common)s::text[])
-                    ), ''::tsquery)
-                    ELSE websearch_to_tsquery('english', %(query)s) END
-    ) AS q(query)
-    WHERE c.search_vector @@ q.query AND {access}
-    ORDER BY rank DESC, c.id
-    LIMIT %(pool)s
-"""
+           (c.search_vector @@ q.all_words)::int + ts_rank(c.search_vector, q.some_words, 32) AS score
+      FROM knowledge_chunk c
+      JOIN knowledge_document d ON d.id = c.document_id
+      JOIN knowledge_collection col ON col.id = d.collection_id
+     CROSS JOIN {_TEXT_QUERY} AS q
+     WHERE c.search_vector @@ q.some_words
+       AND {_ALLOWED}
+     ORDER BY score DESC, c.id
+     LIMIT %(pool)s
 )
-
-_RESULT_COLUMNS = """
-    c.id, d.id, d.title, d.source, d.version, c.heading, c.text
-"""
-
-_SQL = {
-    "vector": "WITH v AS ("
-    + _VECTOR_LEG
-    + ") SELECT "
-    + _RESULT_COLUMNS
-    + """, 1 - v.distance, 1 - v.distance
-    FROM v JOIN knowledge_chunk c ON c.id = v.id JOIN knowledge_document d ON d.id = c.document_id
-    ORDER BY v.distance LIMIT %(k)s""",
-    "fulltext": "WITH t AS ("
-    + _TEXT_LEG
-    + ") SELECT "
-    + _RESULT_COLUMNS
-    + """, t.rank, NULL::float
-    FROM t JOIN knowledge_chunk c ON c.id = t.id JOIN knowledge_document d ON d.id = c.document_id
-    ORDER BY t.rank DESC, c.id LIMIT %(k)s""",
-    "hybrid": "WITH v AS ("
-    + _VECTOR_LEG
-    + "), t AS ("
-    + _TEXT_LEG
-    + """),
-    vr AS (SELECT id, distance, row_number() OVER (ORDER BY distance) AS r FROM v),
-    tr AS (SELECT id, row_number() OVER (ORDER BY rank DESC, id) AS r FROM t),
-    fused AS (
-        SELECT COALESCE(vr.id, tr.id) AS id,
-               COALESCE(1.0 / (%(rrf)s + vr.r), 0) + COALESCE(%(text_weight)s / (%(rrf)s + tr.r), 0) AS score
-          FROM vr FULL OUTER JOIN tr ON tr.id = vr.id
-    )
-    SELECT """
-    + _RESULT_COLUMNS
-    + """, fused.score::float, 1 - (c.embedding <=> %(embedding)s::vector)
-    FROM fused JOIN knowledge_chunk c ON c.id = fused.id JOIN knowledge_document d ON d.id = c.document_id
-    ORDER BY fused.score DESC, c.id LIMIT %(k)s""",
+SELECT c.id, d.id, d.title, d.source, d.version, c.heading, c.text,
+       keyword_search.score, NULL::float AS similarity
+  FROM keyword_search
+  JOIN knowledge_chunk c ON c.id = keyword_search.id
+  JOIN knowledge_document d ON d.id = c.document_id
+ ORDER BY keyword_search.score DESC, c.id
+ LIMIT %(k)s
+""",
+    # Both legs as above, each numbered by its own order, fused by reciprocal rank:
+    # 1 / (rrf + rank) for the vector leg plus text_weight / (rrf + rank) for the text leg.
+    "hybrid": f"""
+WITH semantic_search AS (
+    SELECT id, row_number() OVER (ORDER BY distance) AS rank
+      FROM (SELECT c.id, c.embedding <=> %(embedding)s AS distance
+              FROM knowledge_chunk c
+              JOIN knowledge_document d ON d.id = c.document_id
+              JOIN knowledge_collection col ON col.id = d.collection_id
+             WHERE {_ALLOWED}
+             ORDER BY c.embedding <=> %(embedding)s
+             LIMIT %(pool)s) AS nearest
+),
+keyword_search AS (
+    SELECT id, row_number() OVER (ORDER BY score DESC, id) AS rank
+      FROM (SELECT c.id,
+                   (c.search_vector @@ q.all_words)::int + ts_rank(c.search_vector, q.some_words, 32) AS score
+              FROM knowledge_chunk c
+              JOIN knowledge_document d ON d.id = c.document_id
+              JOIN knowledge_collection col ON col.id = d.collection_id
+             CROSS JOIN {_TEXT_QUERY} AS q
+             WHERE c.search_vector @@ q.some_words
+               AND {_ALLOWED}
+             ORDER BY score DESC, c.id
+             LIMIT %(pool)s) AS best
+),
+fused AS (
+    SELECT COALESCE(semantic_search.id, keyword_search.id) AS id,
+           COALESCE(1.0 / (%(rrf)s + semantic_search.rank), 0)
+           + COALESCE(%(text_weight)s / (%(rrf)s + keyword_search.rank), 0) AS score
+      FROM semantic_search
+      FULL OUTER JOIN keyword_search ON keyword_search.id = semantic_search.id
+)
+SELECT c.id, d.id, d.title, d.source, d.version, c.heading, c.text,
+       fused.score::float AS score, 1 - (c.embedding <=> %(embedding)s) AS similarity
+  FROM fused
+  JOIN knowledge_chunk c ON c.id = fused.id
+  JOIN knowledge_document d ON d.id = c.document_id
+ ORDER BY fused.score DESC, c.id
+ LIMIT %(k)s
+""",
 }

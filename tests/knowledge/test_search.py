@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 from django.db import connection
+from pgvector import Vector
 
 from console.knowledge.models import Chunk, Collection, Document
 from console.knowledge.search import search
@@ -147,3 +148,27 @@ def test_the_allowed_channel_sees_the_restricted_collection(restricted_near_publ
 def test_operator_search_without_scopes_sees_everything(restricted_near_public_far):
     results = search("budget note", k=1100, method="fulltext")
     assert {r.source for r in results} == {"secret.md", "public.md"}
+
+
+@pytest.mark.parametrize("method", ["vector", "hybrid"])
+def test_a_chunk_identical_to_the_query_vector_has_similarity_one(restricted_near_public_far, method):
+    document = Document.objects.get(source="public.md")
+    chunk = Chunk.objects.create(
+        document=document, ordinal=99, text="budget note exact", embedding=restricted_near_public_far
+    )
+    results = search("budget note", k=5, method=method, query_embedding=restricted_near_public_far)
+    assert [r.similarity for r in results if r.chunk_id == chunk.id] == [1.0]
+    assert all(r.similarity < 1.0 for r in results if r.chunk_id != chunk.id)
+
+
+def test_the_query_vector_is_sent_as_a_pgvector_value(handbook):
+    sent = []
+
+    def record(execute, sql, params, many, context):
+        if "semantic_search" in sql:
+            sent.append(params)
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(record):
+        assert search("how much can I spend on a monitor", k=3, method="hybrid")
+    assert [type(params["embedding"]) for params in sent] == [Vector]
