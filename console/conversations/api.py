@@ -12,9 +12,6 @@ parameters (temperature, max_tokens: the server's settings apply). `model` picks
 from __future__ import annotations
 
 import json
-import logging
-import queue
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -22,17 +19,15 @@ from dataclasses import dataclass
 from functools import wraps
 
 from django.conf import settings
-from django.db import connections
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from console.conversations import answering
 from console.conversations.api_keys import authenticate_api_key
 from console.conversations.models import Answer, ApiKey, Platform
+from console.conversations.streaming import AnswerStream, Delta, Done, Failed, failure_for
 from console.training.models import TrainingRun
 from ml.prompting import Turn
-
-logger = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "answerbot"
 HISTORY_ROLES = ("user", "assistant")
@@ -228,11 +223,8 @@ def chat_completions(request: HttpRequest, api_key: ApiKey) -> HttpResponse:
         return stream_completion(chat, ask)
     try:
         answer = answering.answer(chat.question, **ask)
-    except answering.AnswerFailed as error:
-        logger.exception("API answer failed for key %s", api_key.prefix)
-        raise ApiError(503, f"The model could not answer: {error}", type="server_error") from error
-    except ValueError as error:
-        raise ApiError(400, str(error)) from error
+    except Exception as error:
+        raise answer_error(failure_for(error)) from error
     return JsonResponse(
         {
             "id": f"chatcmpl-{answer.pk}",
@@ -250,6 +242,13 @@ def chat_completions(request: HttpRequest, api_key: ApiKey) -> HttpResponse:
             "usage": usage(answer),
             "answerbot": extension(answer),
         }
+    )
+
+
+def answer_error(failed: Failed) -> ApiError:
+    """A failed answer as OpenAI reports errors: the client's fault (4xx) or the server's."""
+    return ApiError(
+        failed.status, failed.message, type="invalid_request_error" if failed.status < 500 else "server_error"
     )
 
 
@@ -284,23 +283,11 @@ def extension(answer: Answer) -> dict:
 def stream_completion(chat: ChatRequest, ask: dict) -> StreamingHttpResponse:
     """Server-sent events in OpenAI's chunk format, with the tokens as the model writes them.
 
-    Retrieval comes first, then generation streams; the Answer is recorded when it ends. The
-    answering service pushes text through a callback, so it runs in a worker thread and this
-    response pulls from a queue. A client that goes away does not stop it: the answer is recorded.
+    Retrieval comes first, then generation streams; the Answer is recorded when it ends, even if
+    the client has gone away by then (see streaming.AnswerStream).
     """
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
     created = int(time.time())
-    events: queue.Queue = queue.Queue()
-
-    def work() -> None:
-        try:
-            answer = answering.answer(chat.question, on_delta=lambda text: events.put(("delta", text)), **ask)
-            events.put(("done", answer))
-        except Exception as error:
-            logger.exception("Streamed API answer failed")
-            events.put(("error", error))
-        finally:
-            connections.close_all()  # this thread's own connection
 
     def chunk(delta: dict, finish: str | None = None, **extra) -> str:
         body = {
@@ -314,21 +301,20 @@ def stream_completion(chat: ChatRequest, ask: dict) -> StreamingHttpResponse:
         return sse(body)
 
     def stream() -> Iterator[str]:
-        threading.Thread(target=work, name="api-stream", daemon=True).start()
+        # Started before the first chunk, so a client that leaves at once still gets its answer recorded.
+        events = AnswerStream(chat.question, **ask).start()
         yield chunk({"role": "assistant", "content": ""})
         sent = ""
-        while True:
-            kind, value = events.get()
-            if kind == "delta":
-                sent += value
-                yield chunk({"content": value})
-            elif kind == "error":
-                failure = ApiError(503, f"The model could not answer: {value}", type="server_error")
-                yield sse(failure.payload())
-                return
-            else:
-                answer = value
-                break
+        for event in events:
+            match event:
+                case Delta(text):
+                    sent += text
+                    yield chunk({"content": text})
+                case Failed() as failed:
+                    yield sse(answer_error(failed).payload())
+                    return
+                case Done(answer):
+                    break
         if answer.text != sent and answer.text.startswith(sent):  # not covered: nothing was generated
             yield chunk({"content": answer.text[len(sent) :]})
         yield chunk({}, finish_reason(answer), answerbot=extension(answer))

@@ -8,10 +8,7 @@ in the same `_answer.html` fragment the page renders.
 from __future__ import annotations
 
 import json
-import logging
-import queue
 import re
-import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -19,7 +16,6 @@ from dataclasses import dataclass, field
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth.decorators import login_required
-from django.db import connections
 from django.db.models import Count, Q
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -32,6 +28,7 @@ from django.views.decorators.http import require_GET, require_POST
 from console.conversations import answering, votes
 from console.conversations.models import Answer, Feedback, Mode, Platform
 from console.conversations.pseudonyms import hash_id
+from console.conversations.streaming import AnswerStream, Delta, Done, Failed, failure_for
 from console.conversations.threads import thread_history
 
 SESSION_KEY = "chat_thread"
@@ -40,7 +37,6 @@ STAGES = ("embed", "search", "load", "prompt", "generate", "total")
 _CITATION = re.compile(r"\[(\d+)\]")
 
 console_login_required = login_required(login_url="admin:login")
-logger = logging.getLogger(__name__)
 STREAM_TYPE = "application/x-ndjson"
 
 
@@ -179,10 +175,9 @@ def ask(request: HttpRequest) -> HttpResponse:
         return StreamingHttpResponse(stream_answer(request, question), content_type=STREAM_TYPE)
     try:
         answer = answering.answer(**question)
-    except answering.AnswerFailed as error:
-        return failure(request, form, f"The model could not answer: {error}", status=503)
-    except (answering.ChannelDisabled, ValueError) as error:
-        return failure(request, form, str(error), status=400)
+    except Exception as error:
+        failed = failure_for(error)
+        return failure(request, form, failed.message, status=failed.status)
     if wants_fragment(request):
         return render(request, "conversations/_answer.html", {"card": cards(request, [answer.pk])[0]})
     return redirect(f"{reverse('conversations:chat')}#answer-{answer.pk}")
@@ -190,42 +185,22 @@ def ask(request: HttpRequest) -> HttpResponse:
 
 def stream_answer(request: HttpRequest, question: dict) -> Iterator[str]:
     """One JSON object a line: {"delta": text} as the model writes, then {"html": the answer card},
-    or {"error": message, "status": code}. The answer runs on its own thread, so pieces go out as
-    they come; the response has already started, so failures travel as the last line."""
-    events: queue.Queue[tuple[str, object]] = queue.Queue()
-
-    def work() -> None:
-        try:
-            answer = answering.answer(**question, on_delta=lambda delta: events.put(("delta", delta)))
-            events.put(("done", answer.pk))
-        except answering.AnswerFailed as error:
-            events.put(("error", (503, f"The model could not answer: {error}")))
-        except (answering.ChannelDisabled, ValueError) as error:
-            events.put(("error", (400, str(error))))
-        except Exception:
-            logger.exception("chat: answering failed")
-            events.put(("error", (500, "Answering failed; the server log has the details.")))
-        finally:
-            connections.close_all()  # this thread's own database connection
-
-    threading.Thread(target=work, name="chat-answer", daemon=True).start()
-    while True:
-        kind, value = events.get()
-        if kind == "delta":
-            yield json.dumps({"delta": value}) + "\n"
-        elif kind == "done":
-            card_html = render_to_string(
-                "conversations/_answer.html", {"card": cards(request, [value])[0]}, request=request
-            )
-            yield json.dumps({"html": card_html}) + "\n"
-            return
-        else:
-            status, message = value
-            yield json.dumps(
-                {"error": str(format_html('<p class="errornote">{}</p>', message)), "status": status}
-            )
-            yield "\n"
-            return
+    or {"error": message, "status": code}. The response has already started, so failures travel
+    as the last line."""
+    for event in AnswerStream(**question):
+        match event:
+            case Delta(text):
+                yield json.dumps({"delta": text}) + "\n"
+            case Done(answer):
+                card_html = render_to_string(
+                    "conversations/_answer.html", {"card": cards(request, [answer.pk])[0]}, request=request
+                )
+                yield json.dumps({"html": card_html}) + "\n"
+            case Failed(status, message):
+                yield json.dumps(
+                    {"error": str(format_html('<p class="errornote">{}</p>', message)), "status": status}
+                )
+                yield "\n"
 
 
 def failure(request: HttpRequest, form: AskForm, message: str, *, status: int) -> HttpResponse:

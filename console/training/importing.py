@@ -1,5 +1,8 @@
 """Import training pairs from JSONL or CSV: bad rows are reported, never abort the rest.
 
+`prepare_row` is the one row function: `manage.py import_pairs` (here) and the admin's import
+(`resources.PairImportResource`) both run it, so a file gives the same pairs by either door.
+
 A row's optional `document` (a knowledge-base document's source file name or title) titles its
 context, as retrieval would, and ties the pair to that document so it goes stale when the
 document changes.
@@ -21,6 +24,7 @@ from console.training.pairs import scrubbed_fields
 from ml.prompting import ContextChunk, ContextItem, context_chunks, context_items
 
 MAX_FIELD_CHARS = 20_000
+FindDocument = Callable[[str], Document | None]
 
 
 @dataclass
@@ -51,7 +55,18 @@ def read_rows(path: Path) -> Iterator[tuple[int, dict | None, str]]:
         raise ValueError(f"Unsupported file type {suffix or '(none)'}: use .jsonl or .csv.")
 
 
+def _decoded_context(value):
+    """A flat file carries context as JSON text (our own export) or plain text; JSON Lines as a list."""
+    if isinstance(value, str) and value.strip().startswith("["):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            pass
+    return value
+
+
 def _context(value) -> list[ContextItem]:
+    value = _decoded_context(value)
     if value in (None, ""):
         return []
     if isinstance(value, str):
@@ -81,8 +96,13 @@ def _find_document(name: str) -> Document | None:
     )
 
 
+def document_finder() -> FindDocument:
+    """A document look-up for one import: many rows name the same few documents."""
+    return functools.cache(_find_document)
+
+
 def _with_document(
-    context: list[ContextItem], name: str, find: Callable[[str], Document | None]
+    context: list[ContextItem], name: str, find: FindDocument
 ) -> tuple[list[ContextItem], list[dict]]:
     """The context with untitled items titled after the row's document, and the pair's documents."""
     document = find(name) if name else None
@@ -92,25 +112,55 @@ def _with_document(
     return titled, linked
 
 
+@dataclass(frozen=True)
+class PreparedPair:
+    """A row ready to become a pair; `duplicate` when its question and answer already are one."""
+
+    question: str
+    answer: str
+    context: list[ContextItem]
+    documents: list[dict]  # [{"document_id", "version"}]: the pair goes stale when one changes
+    pii_scrubbed: bool
+    duplicate: bool
+
+    def fields(self) -> dict:
+        """The TrainingPair fields this row sets."""
+        return {
+            "question": self.question,
+            "answer": self.answer,
+            "context": self.context,
+            "documents": self.documents,
+            "pii_scrubbed": self.pii_scrubbed,
+        }
+
+
+def prepare_row(row: dict, find_document: FindDocument) -> PreparedPair:
+    """Validate, link the `document`, scrub, check for a duplicate: what every import runs on a row.
+
+    Raises ValueError with the reason to reject the row. `find_document` is `document_finder()`.
+    """
+    question, answer, context = validate(row)
+    context, documents = _with_document(context, str(row.get("document") or "").strip(), find_document)
+    fields = scrubbed_fields(question, answer, context)
+    duplicate = TrainingPair.objects.filter(question=fields["question"], answer=fields["answer"]).exists()
+    return PreparedPair(**fields, documents=documents, duplicate=duplicate)
+
+
 def import_pairs(path: Path, *, approve: bool = False) -> ImportReport:
     report = ImportReport()
     status = TrainingPair.Status.APPROVED if approve else TrainingPair.Status.CANDIDATE
-    find = functools.cache(_find_document)  # many rows name the same few documents
+    find_document = document_finder()
     for number, row, error in read_rows(path):
         try:
             if error:
                 raise ValueError(error)
-            question, answer, context = validate(row)
-            context, linked = _with_document(context, str(row.get("document") or "").strip(), find)
-            fields = scrubbed_fields(question, answer, context)
+            pair = prepare_row(row, find_document)
         except ValueError as err:
             report.rejected.append((number, str(err)))
             continue
-        if TrainingPair.objects.filter(question=fields["question"], answer=fields["answer"]).exists():
+        if pair.duplicate:
             report.duplicates += 1
             continue
-        TrainingPair.objects.create(
-            **fields, source=TrainingPair.Source.IMPORT, status=status, documents=linked
-        )
+        TrainingPair.objects.create(**pair.fields(), source=TrainingPair.Source.IMPORT, status=status)
         report.imported += 1
     return report

@@ -1,7 +1,8 @@
 """Import and export of training pairs through django-import-export: CSV, JSON Lines and XLSX.
 
-Import goes through the same validation and PII scrubbing as `manage.py import_pairs`: a bad row is
-reported and skipped, a duplicate is skipped, the rest is imported. Export scrubs again on the way
+Import runs each row through `importing.prepare_row`, the row function of `manage.py import_pairs`
+(validation, the row's document, PII scrubbing, the duplicate check): a bad row is reported and
+skipped, a duplicate is skipped, the rest is imported. Export scrubs again on the way
 out, so a pair stored before scrubbing existed (or edited carelessly) never leaves with PII.
 """
 
@@ -13,11 +14,11 @@ from datetime import date, datetime
 
 import tablib
 from import_export import resources
+from import_export.fields import Field
 from import_export.formats.base_formats import CSV, XLSX, TextFormat
 
-from console.training.importing import ImportReport, validate
+from console.training.importing import ImportReport, document_finder, prepare_row
 from console.training.models import TrainingPair
-from console.training.pairs import scrubbed_fields
 from ml.pii import scrub
 from ml.prompting import ContextItem
 
@@ -151,28 +152,20 @@ class _Verdict:
     reason: str
 
 
-def _row_for_validation(row: dict) -> dict:
-    """A flat file carries context as JSON text (our own export) or plain text; JSON Lines as a list."""
-    context = row.get("context")
-    if isinstance(context, str) and context.strip().startswith("["):
-        try:
-            row = {**row, "context": json.loads(context)}
-        except json.JSONDecodeError:
-            pass
-    return row
-
-
 class PairImportResource(resources.ModelResource):
-    """Rows with `question`, `answer` and optional `context` become pairs, as `import_pairs` makes them.
+    """django-import-export's side of importing pairs; each row goes through `importing.prepare_row`.
 
-    Bad rows and duplicates are skipped with a reason (never an error that would stop the import);
-    other columns, such as those of an export, are ignored.
+    Rows with `question`, `answer` and optional `context` and `document` become pairs, exactly as
+    `import_pairs` makes them. Bad rows and duplicates are skipped with a reason (never an error
+    that would stop the import); other columns, such as those of an export, are ignored.
     """
+
+    document = Field(attribute="document_name", column_name="document", readonly=True)
 
     class Meta:
         model = TrainingPair
         name = "Training pairs"
-        fields = ["question", "answer", "context"]
+        fields = ["question", "answer", "context", "document"]
         force_init_instance = True  # every row is a new pair; duplicates are found by their text
         report_skipped = True
 
@@ -180,24 +173,26 @@ class PairImportResource(resources.ModelResource):
         super().__init__(**kwargs)
         self.status = TrainingPair.Status.APPROVED if approve else TrainingPair.Status.CANDIDATE
         self.report = ImportReport()
+        self.find_document = document_finder()
         self._verdict: _Verdict | None = None
 
     def before_import_row(self, row, **kwargs):
         self._verdict = None
 
     def import_instance(self, instance: TrainingPair, row, **kwargs):
+        instance.document_name = str(row.get("document") or "").strip()  # shown in the preview
         try:
             if row.get(PARSE_ERROR):
                 raise ValueError(row[PARSE_ERROR])
-            values = scrubbed_fields(*validate(_row_for_validation(dict(row))))
+            pair = prepare_row(dict(row), self.find_document)
         except ValueError as err:
             self._verdict = _Verdict("rejected", str(err))
             return
-        for name, value in values.items():
+        for name, value in pair.fields().items():
             setattr(instance, name, value)
         instance.source = TrainingPair.Source.IMPORT
         instance.status = self.status
-        if TrainingPair.objects.filter(question=instance.question, answer=instance.answer).exists():
+        if pair.duplicate:
             self._verdict = _Verdict("duplicate", "the same question and answer are already a pair")
 
     def skip_row(self, instance, original, row, import_validation_errors=None) -> bool:
