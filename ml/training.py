@@ -88,7 +88,8 @@ class TrainingResult:
 # --- examples to token ids ---------------------------------------------------------------------
 
 
-def _messages(example: Example, chunks: Sequence[ContextChunk]) -> list[dict[str, str]]:
+def example_messages(example: Example, chunks: Sequence[ContextChunk]) -> list[dict[str, str]]:
+    """The messages an example is trained on: what inference asks with this system prompt and context."""
     return build_messages(example.system or DEFAULT_SYSTEM_PROMPT, chunks, [], example.question)
 
 
@@ -120,7 +121,7 @@ def tokenize_example(tokenizer, example: Example, max_length: int) -> Features:
         )
     keep = len(example.context)
     while True:
-        messages = _messages(example, example.context[:keep])
+        messages = example_messages(example, example.context[:keep])
         prompt = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
         prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
         completion = _completion_text(tokenizer, messages, prompt, answer)
