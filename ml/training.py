@@ -101,7 +101,8 @@ class TrainingResult:
 # --- examples to token ids ---------------------------------------------------------------------
 
 
-def _messages(example: Example, chunks: Sequence[ContextChunk]) -> list[dict[str, str]]:
+def example_messages(example: Example, chunks: Sequence[ContextChunk]) -> list[dict[str, str]]:
+    """The messages an example is trained on: what inference asks with this system prompt and context."""
     return build_messages(example.system or DEFAULT_SYSTEM_PROMPT, chunks, [], example.question)
 
 
@@ -143,7 +144,7 @@ def tokenize_example(tokenizer: PreTrainedTokenizerBase, example: Example, max_l
         )
     keep = len(example.context)
     while True:
-        messages = _messages(example, example.context[:keep])
+        messages = example_messages(example, example.context[:keep])
         prompt = _chat_text(tokenizer, messages, add_generation_prompt=True)
         prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
         completion = _completion_text(tokenizer, messages, prompt, answer)

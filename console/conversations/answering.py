@@ -1,7 +1,8 @@
 """The answering service: a question and where it was asked in, an Answer out.
 
 retrieve (pgvector + full text, the channel's collections only) → build the prompt
-(ml.prompting, the same builder training uses) → generate (the live adapter when the mode
+(`messages_for`: ml.prompting, the same builder training uses, with the channel's system prompt
+from console.conversations.prompts.system_prompt) → generate (the live adapter when the mode
 uses one) → turn [n] markers into sources → record an Answer row with timings.
 """
 
@@ -17,13 +18,13 @@ from functools import lru_cache
 from django.conf import settings
 
 from console.conversations.models import Answer, ChannelSettings, Mode, SourceRef
+from console.conversations.prompts import system_prompt
 from console.conversations.pseudonyms import hash_id
 from console.knowledge.search import SearchResult, embed_query, search
 from console.training.adapters import ActiveAdapter, active_adapter
 from console.training.models import TrainingRun
 from ml import generation, model_files
 from ml.prompting import (
-    DEFAULT_SYSTEM_PROMPT,
     ContextChunk,
     Turn,
     build_messages,
@@ -206,9 +207,7 @@ def _generate(question, chunks, history, config, adapter, clock, on_delta) -> ge
     if adapter:
         generator.ensure_adapter(adapter.name, adapter.path)
     started = clock.lap("load", started)  # ~0 once the model and adapter are loaded
-    context = context_of(chunks)
-    system = config.persona or settings.SYSTEM_PROMPT or DEFAULT_SYSTEM_PROMPT
-    messages = build_messages(system, context, list(history)[-settings.HISTORY_TURNS :], question)
+    messages = messages_for(question, chunks, history, config)
     started = clock.lap("prompt", started)
     name = adapter.name if adapter else None
     if on_delta is None:
@@ -222,6 +221,14 @@ def _generate(question, chunks, history, config, adapter, clock, on_delta) -> ge
         result = finished[0]
     clock.lap("generate", started)
     return result
+
+
+def messages_for(
+    question: str, chunks: Sequence[SearchResult], history: Sequence[Turn], config: ChannelConfig
+) -> list[dict[str, str]]:
+    """What the model is asked: the channel's system prompt, the retrieved chunks, recent history."""
+    recent = list(history)[-settings.HISTORY_TURNS :]
+    return build_messages(system_prompt(config.persona), context_of(chunks), recent, question)
 
 
 def context_of(chunks: Sequence[SearchResult]) -> list[ContextChunk]:

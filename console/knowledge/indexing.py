@@ -12,7 +12,6 @@ import django_rq
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.db import connection, transaction
-from django.utils import timezone
 from rq import Callback
 
 from console.knowledge.models import EMBEDDING_DIMENSIONS, Chunk, Collection, Document
@@ -57,12 +56,11 @@ def register_file(collection: Collection, source: str, data: bytes, *, title: st
             return Registration(document, changed=False)
         document.content_hash = content_hash
         document.size_bytes = len(data)
-        document.progress = 0
         if len(data) > max_upload_bytes():
-            document.status = Document.Status.FAILED
-            document.error = _too_large_message(len(data))
-            document.save()
+            document.save(update_fields=["content_hash", "size_bytes", "updated_at"])
+            document.fail(_too_large_message(len(data)))
             return Registration(document, changed=False)
+        document.progress = 0
         document.status = Document.Status.PENDING
         document.error = ""
         old_file = document.file.name if document.file else ""
@@ -123,7 +121,7 @@ def index_document(document_id: int, *, progress: Progress | None = None) -> Doc
 
 @dataclass
 class _Parsed:
-    document_id: int
+    document: Document
     title: str
     pieces: list[ChunkPiece]
 
@@ -135,37 +133,36 @@ def index_documents(document_ids: Sequence[int], *, progress: Progress | None = 
     A document with bad input is marked failed with the reason and the others carry on.
     Idempotent: a document already indexed is left as it is (re-index sets it pending first).
     """
-    ids = list(
-        Document.objects.filter(pk__in=document_ids)
-        .exclude(status=Document.Status.INDEXED)
-        .values_list("pk", flat=True)
+    todo = list(
+        Document.objects.filter(pk__in=document_ids).exclude(status=Document.Status.INDEXED).order_by("pk")
     )
-    Document.objects.filter(pk__in=ids).update(status=Document.Status.INDEXING, progress=0, error="")
-    parsed = [item for item in map(_parse_and_chunk, sorted(ids)) if item]
+    Document.objects.filter(pk__in=[document.pk for document in todo]).update(
+        status=Document.Status.INDEXING, progress=0, error=""
+    )
+    parsed = [item for item in map(_parse_and_chunk, todo) if item]
     try:
         pieces = [piece for item in parsed for piece in item.pieces]
-        vectors = embed_pieces(pieces, _progress_reporter([item.document_id for item in parsed], progress))
+        vectors = embed_pieces(pieces, _progress_reporter([item.document.pk for item in parsed], progress))
     except Exception as err:
         for item in parsed:
-            _fail(item.document_id, _unexpected(err))
+            _fail(item.document, _unexpected(err))
         raise
     start = 0
     for item in parsed:
         end = start + len(item.pieces)
         try:
-            replace_chunks(item.document_id, item.title, item.pieces, vectors[start:end])
+            replace_chunks(item.document.pk, item.title, item.pieces, vectors[start:end])
         except Exception as err:
-            logger.exception("storing the chunks of document %s failed", item.document_id)
-            _fail(item.document_id, _unexpected(err))
+            logger.exception("storing the chunks of document %s failed", item.document.pk)
+            _fail(item.document, _unexpected(err))
         start = end
     documents = Document.objects.in_bulk(document_ids)
     return [documents[pk] for pk in document_ids if pk in documents]
 
 
-def _parse_and_chunk(document_id: int) -> _Parsed | None:
+def _parse_and_chunk(document: Document) -> _Parsed | None:
     """One document's chunks, or None with the document marked failed."""
     try:
-        document = Document.objects.get(pk=document_id)
         parsed = parse_document(document.source, _read(document), max_bytes=max_upload_bytes())
         pieces = chunk_document(
             parsed,
@@ -174,13 +171,13 @@ def _parse_and_chunk(document_id: int) -> _Parsed | None:
             overlap_tokens=settings.CHUNK_OVERLAP_TOKENS,
         )
     except ParseError as err:
-        _fail(document_id, str(err))
+        _fail(document, str(err))
         return None
     except Exception as err:
-        logger.exception("parsing document %s failed unexpectedly", document_id)
-        _fail(document_id, _unexpected(err))
+        logger.exception("parsing document %s failed unexpectedly", document.pk)
+        _fail(document, _unexpected(err))
         return None
-    return _Parsed(document_id, parsed.title, pieces)
+    return _Parsed(document, parsed.title, pieces)
 
 
 def _unexpected(err: Exception) -> str:
@@ -199,18 +196,18 @@ def _read(document: Document) -> bytes:
 
 def mark_interrupted(document_ids: Sequence[int], cause: str) -> None:
     """A job that never finished (worker killed, timeout) leaves its documents failed, not stuck."""
-    Document.objects.filter(
-        pk__in=document_ids, status__in=[Document.Status.PENDING, Document.Status.INDEXING]
-    ).update(
-        status=Document.Status.FAILED,
-        progress=0,
-        error=f"Indexing was interrupted ({cause}); the previous chunks are unchanged. Re-index to retry.",
-    )
+    reason = f"Indexing was interrupted ({cause}); the previous chunks are unchanged. Re-index to retry."
+    with transaction.atomic():
+        stuck = Document.objects.select_for_update().filter(
+            pk__in=document_ids, status__in=[Document.Status.PENDING, Document.Status.INDEXING]
+        )
+        for document in stuck:
+            document.fail(reason)
 
 
-def _fail(document_id: int, reason: str) -> None:
-    logger.warning("document %s failed: %s", document_id, reason)
-    Document.objects.filter(pk=document_id).update(status=Document.Status.FAILED, error=reason, progress=0)
+def _fail(document: Document, reason: str) -> None:
+    logger.warning("document %s failed: %s", document.pk, reason)
+    document.fail(reason)
 
 
 def _progress_reporter(document_ids: list[int], extra: Progress | None) -> Progress:
@@ -262,19 +259,13 @@ def replace_chunks(document_id: int, title: str, pieces: Sequence[ChunkPiece], v
             )
             for piece, vector in zip(pieces, vectors, strict=True)
         )
-        document.title = (title or Path(document.source).stem)[:500]
-        _fill_search_vectors(document)
-        document.version += 1
-        document.chunk_count = len(pieces)
-        document.status = Document.Status.INDEXED
-        document.error = ""
-        document.progress = 100
-        document.indexed_at = timezone.now()
-        document.save()
+        title = (title or Path(document.source).stem)[:500]
+        _fill_search_vectors(document.pk, title)
+        document.indexed(title=title, chunk_count=len(pieces))
         document_changed.send(sender=Document, document_id=document.pk, version=document.version)
 
 
-def _fill_search_vectors(document: Document) -> None:
+def _fill_search_vectors(document_id: int, title: str) -> None:
     # Title and heading weigh more than body text in ts_rank; 'english' stems and drops stop words.
     with connection.cursor() as cursor:
         cursor.execute(
@@ -285,7 +276,7 @@ def _fill_search_vectors(document: Document) -> None:
                                 || setweight(to_tsvector('english', text), 'D')
              WHERE document_id = %s
             """,
-            [document.title, document.pk],
+            [title, document_id],
         )
 
 

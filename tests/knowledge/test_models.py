@@ -39,3 +39,27 @@ def test_progress_cannot_exceed_100_percent():
     collection = Collection.objects.create(name="A", slug="a")
     with pytest.raises(IntegrityError):
         Document.objects.create(collection=collection, source="x", progress=101)
+
+
+@pytest.mark.django_db
+def test_indexed_bumps_the_version_and_clears_the_error():
+    collection = Collection.objects.create(name="A", slug="a")
+    document = Document.objects.create(
+        collection=collection, source="x.md", status="indexing", error="old", progress=40, version=2
+    )
+    document.indexed(title="Handbook", chunk_count=7)
+    stored = Document.objects.get(pk=document.pk)
+    assert (stored.status, stored.title, stored.version, stored.chunk_count) == ("indexed", "Handbook", 3, 7)
+    assert stored.error == "" and stored.progress == 100 and stored.indexed_at
+
+
+@pytest.mark.django_db
+def test_fail_records_the_reason_and_keeps_the_indexed_version():
+    collection = Collection.objects.create(name="A", slug="a")
+    document = Document.objects.create(collection=collection, source="x.md", status="indexing", progress=60)
+    document.indexed(title="x", chunk_count=1)
+    document.fail("Unsupported file type .pages: upload .txt, .md, .html, .pdf or .docx")
+    stored = Document.objects.get(pk=document.pk)
+    assert stored.status == "failed" and stored.error.startswith("Unsupported file type")
+    assert stored.progress == 0 and stored.version == 1 and stored.chunk_count == 1
+    assert document.status == "failed"

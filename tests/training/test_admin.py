@@ -82,3 +82,14 @@ def test_evaluation_page_shows_answers_side_by_side(admin_client):
     assert all(text in page for text in ("BASE-ANSWER", "LIVE-ANSWER", "CANDIDATE-ANSWER", "A full outage."))
     listing = admin_client.get(reverse("admin:training_trainingrun_changelist")).content.decode()
     assert "refused: see evaluation" in listing
+
+
+def test_a_runs_pages_show_the_system_prompt_it_trained_with(admin_client):
+    run = TrainingRun.objects.create(name="v4", status="succeeded", system_prompt="You are HARBOR-BOT.")
+    old = TrainingRun.objects.create(name="v0", status="succeeded")
+    evaluation = reverse("admin:training_trainingrun_evaluation", args=[run.pk])
+    change = reverse("admin:training_trainingrun_change", args=[run.pk])
+    assert "You are HARBOR-BOT." in admin_client.get(evaluation).content.decode()
+    assert "You are HARBOR-BOT." in admin_client.get(change).content.decode()
+    page = admin_client.get(reverse("admin:training_trainingrun_evaluation", args=[old.pk])).content.decode()
+    assert "Not recorded" in page

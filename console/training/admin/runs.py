@@ -43,6 +43,7 @@ class TrainingRunAdmin(admin.ModelAdmin):
         "pair_ids",
         "heldout_ids",
         "hyperparameters",
+        "system_prompt",
         "metrics",
         "evaluation_link",
         "created_at",
