@@ -117,6 +117,7 @@ def heldout_messages(pair: TrainingPair, system: str) -> list[dict[str, str]]:
 
 
 def examples(run: TrainingRun) -> list[training.Example]:
+    """The pairs the run trains on, with its system prompt."""
     system = system_prompt_of(run)
     return [example_for(p, system) for p in TrainingPair.objects.filter(pk__in=run.pair_ids).order_by("pk")]
 
