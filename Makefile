@@ -31,6 +31,7 @@ test: setup
 	$(PY) manage.py makemigrations --check --dry-run
 	$(PY) -m pytest
 
+lint: export SECRET_KEY ?= lint-only-secret-key
 lint: setup
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .

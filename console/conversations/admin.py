@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, TypedDict
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import Count, Q
+from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.text import Truncator
@@ -163,7 +164,7 @@ def table(headers: list[str], rows: list[tuple]) -> str:
     return format_html("<table><thead><tr>{}</tr></thead><tbody>{}</tbody></table>", head, body)
 
 
-def cell_text(value) -> str:
+def cell_text(value: object) -> str:
     if value is None:
         return "—"
     if isinstance(value, dict | list):
@@ -218,9 +219,10 @@ class ApiKeyAdmin(admin.ModelAdmin):
     def get_readonly_fields(self, request, obj=None):
         return [] if obj is None else ["prefix", "created_at", "last_used_at"]
 
-    def save_model(self, request, obj: ApiKey, form, change):
+    def save_model(self, request: HttpRequest, obj: ApiKey, form: forms.ModelForm, change: bool) -> None:
         if change:
-            return super().save_model(request, obj, form, change)
+            super().save_model(request, obj, form, change)
+            return
         key, obj.prefix, obj.key_hash = api_keys.new_api_key()
         super().save_model(request, obj, form, change)
         messages.warning(

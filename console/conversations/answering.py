@@ -201,7 +201,15 @@ def answer(
     return _record(asked, question, result.text, mode, adapter, chunks, result, clock)
 
 
-def _generate(question, chunks, history, config, adapter, clock, on_delta) -> generation.GenerationResult:
+def _generate(
+    question: str,
+    chunks: Sequence[SearchResult],
+    history: Sequence[Turn],
+    config: ChannelConfig,
+    adapter: ActiveAdapter | None,
+    clock: _Stopwatch,
+    on_delta: Callable[[str], None] | None,
+) -> generation.GenerationResult:
     started = time.perf_counter()
     generator = get_generator()
     if adapter:
@@ -261,7 +269,16 @@ def sources_for(text: str, chunks: Sequence[SearchResult]) -> list[SourceRef]:
     return sources
 
 
-def _record(asked: Asked, question, text, mode, adapter, chunks, result, clock) -> Answer:
+def _record(
+    asked: Asked,
+    question: str,
+    text: str,
+    mode: str,
+    adapter: ActiveAdapter | None,
+    chunks: Sequence[SearchResult],
+    result: generation.GenerationResult | None,
+    clock: _Stopwatch,
+) -> Answer:
     """Store the answer; no result means retrieval found nothing and nothing was generated."""
     covered = result is not None
     record = Answer.objects.create(
@@ -287,8 +304,8 @@ def _record(asked: Asked, question, text, mode, adapter, chunks, result, clock) 
         ],
         sources=sources_for(text, chunks) if covered else [],
         context=context_items(context_of(chunks)),
-        prompt_tokens=result.prompt_tokens if covered else 0,
-        completion_tokens=result.completion_tokens if covered else 0,
+        prompt_tokens=result.prompt_tokens if result else 0,
+        completion_tokens=result.completion_tokens if result else 0,
         timings=clock.total(),
     )
     logger.info(

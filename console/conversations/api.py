@@ -17,9 +17,11 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import wraps
+from typing import Any
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.http import HttpRequest, JsonResponse, StreamingHttpResponse
+from django.http.response import HttpResponseBase
 from django.views.decorators.csrf import csrf_exempt
 
 from console.conversations import answering
@@ -38,8 +40,14 @@ class ApiError(Exception):
     """An error for the client, rendered as OpenAI renders its errors."""
 
     def __init__(
-        self, status: int, message: str, *, type: str = "invalid_request_error", code=None, param=None
-    ):
+        self,
+        status: int,
+        message: str,
+        *,
+        type: str = "invalid_request_error",
+        code: str | None = None,
+        param: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.status, self.message, self.type, self.code, self.param = status, message, type, code, param
 
@@ -66,7 +74,7 @@ def api_view(method: str) -> Callable:
     def decorate(view: Callable) -> Callable:
         @csrf_exempt
         @wraps(view)
-        def wrapped(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
             try:
                 if request.method != method:
                     raise ApiError(405, f"{request.method} is not allowed here; use {method}.")
@@ -151,9 +159,11 @@ def message_text(message: dict, index: int) -> str:
         return content or ""
     if isinstance(content, list):
         texts = [
-            part.get("text") for part in content if isinstance(part, dict) and part.get("type") == "text"
+            part["text"]
+            for part in content
+            if isinstance(part, dict) and part.get("type") == "text" and isinstance(part.get("text"), str)
         ]
-        if len(texts) == len(content) and all(isinstance(text, str) for text in texts):
+        if len(texts) == len(content):
             return "\n".join(texts)
     raise ApiError(
         400,
@@ -209,10 +219,10 @@ def parse_chat_request(body: bytes) -> ChatRequest:
 
 
 @api_view("POST")
-def chat_completions(request: HttpRequest, api_key: ApiKey) -> HttpResponse:
+def chat_completions(request: HttpRequest, api_key: ApiKey) -> HttpResponseBase:
     chat = parse_chat_request(request.body)
     mode, adapter_name = model_choice(chat.model)
-    ask = dict(
+    ask: dict[str, Any] = dict(
         platform=Platform.API,
         user=chat.user or f"key:{api_key.pk}",
         history=chat.history,
@@ -280,7 +290,7 @@ def extension(answer: Answer) -> dict:
     }
 
 
-def stream_completion(chat: ChatRequest, ask: dict) -> StreamingHttpResponse:
+def stream_completion(chat: ChatRequest, ask: dict[str, Any]) -> StreamingHttpResponse:
     """Server-sent events in OpenAI's chunk format, with the tokens as the model writes them.
 
     Retrieval comes first, then generation streams; the Answer is recorded when it ends, even if
@@ -289,7 +299,7 @@ def stream_completion(chat: ChatRequest, ask: dict) -> StreamingHttpResponse:
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
     created = int(time.time())
 
-    def chunk(delta: dict, finish: str | None = None, **extra) -> str:
+    def chunk(delta: dict, finish: str | None = None, **extra: Any) -> str:
         body = {
             "id": completion_id,
             "object": "chat.completion.chunk",

@@ -12,12 +12,14 @@ import re
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, TypedDict, cast
 
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth.decorators import login_required
 from django.db.models import Count, Q
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse
@@ -55,11 +57,22 @@ class AskForm(forms.Form):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["mode"].choices = [("", default_mode_label()), *Mode.choices]
+        cast(forms.ChoiceField, self.fields["mode"]).choices = [("", default_mode_label()), *Mode.choices]
 
 
 class VoteForm(forms.Form):
     value = forms.TypedChoiceField(choices=[("1", "👍"), ("-1", "👎")], coerce=int)
+
+
+class _Votes(TypedDict):
+    up: int
+    down: int
+
+
+if TYPE_CHECKING:  # django-stubs-ext takes two arguments only in the type checker
+    from django_stubs_ext import WithAnnotations
+
+    WithVotes = WithAnnotations[Answer, _Votes]  # cards()' annotations
 
 
 @dataclass
@@ -111,7 +124,7 @@ def cards(request: HttpRequest, answer_ids: list[int]) -> list[Card]:
     return [card(by_id[pk], mine.get(pk, 0)) for pk in answer_ids if pk in by_id]
 
 
-def card(answer: Answer, my_vote: int) -> Card:
+def card(answer: WithVotes, my_vote: int) -> Card:
     sources = [
         {**source, "href": source["source"] if source["source"].startswith(("http://", "https://")) else ""}
         for source in answer.sources
@@ -159,7 +172,7 @@ def chat(request: HttpRequest) -> HttpResponse:
 
 @console_login_required
 @require_POST
-def ask(request: HttpRequest) -> HttpResponse:
+def ask(request: HttpRequest) -> HttpResponseBase:
     form = AskForm(request.POST)
     if not form.is_valid():
         return failure(request, form, "Write a question first (up to 4000 characters).", status=400)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from django import forms
 from django.contrib import admin, messages
@@ -11,6 +11,7 @@ from django.db.models import Count, Q
 from django.shortcuts import redirect, render
 from django.urls import path, reverse
 from django.utils.html import format_html
+from django.utils.safestring import SafeString
 
 from console.knowledge import indexing
 from console.knowledge.models import Chunk, Collection, Document
@@ -129,7 +130,7 @@ class DocumentAdmin(admin.ModelAdmin):
         }
         return render(request, "admin/knowledge/document/upload.html", context)
 
-    def _register_uploads(self, data) -> tuple[int, int, int]:
+    def _register_uploads(self, data: dict[str, Any]) -> tuple[int, int, int]:
         changed: list[Document] = []
         skipped = failed = 0
         with transaction.atomic():
@@ -161,7 +162,7 @@ class DocumentAdmin(admin.ModelAdmin):
         return str(obj)
 
     @admin.display(description="Status", ordering="status")
-    def status_badge(self, obj: Document):
+    def status_badge(self, obj: Document) -> SafeString:
         colour = {"indexed": "#2e7d32", "failed": "#c62828", "indexing": "#1565c0"}.get(obj.status, "#666")
         badge = format_html('<b style="color:{}">{}</b>', colour, obj.get_status_display())
         if obj.status == Document.Status.FAILED:
@@ -169,11 +170,11 @@ class DocumentAdmin(admin.ModelAdmin):
         return badge
 
     @admin.display(description="Progress", ordering="progress")
-    def progress_bar(self, obj: Document):
+    def progress_bar(self, obj: Document) -> SafeString:
         return format_html('<progress max="100" value="{}"></progress> {}%', obj.progress, obj.progress)
 
     @admin.display(description="Chunks", ordering="chunk_count")
-    def chunks(self, obj: Document):
+    def chunks(self, obj: Document) -> SafeString:
         url = reverse("admin:knowledge_chunk_changelist") + f"?document__id__exact={obj.pk}"
         return format_html('<a href="{}">{}</a>', url, obj.chunk_count)
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import django_rq
+import numpy as np
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.db import connection, transaction
@@ -225,7 +226,7 @@ def _progress_reporter(document_ids: list[int], extra: Progress | None) -> Progr
     return report
 
 
-def embed_pieces(pieces: Sequence[ChunkPiece], progress: Progress | None = None):
+def embed_pieces(pieces: Sequence[ChunkPiece], progress: Progress | None = None) -> np.ndarray:
     vectors = embeddings.embed(
         settings.EMBEDDING_MODEL,
         [piece.embed_text for piece in pieces],
@@ -240,7 +241,7 @@ def embed_pieces(pieces: Sequence[ChunkPiece], progress: Progress | None = None)
     return vectors
 
 
-def replace_chunks(document_id: int, title: str, pieces: Sequence[ChunkPiece], vectors) -> None:
+def replace_chunks(document_id: int, title: str, pieces: Sequence[ChunkPiece], vectors: np.ndarray) -> None:
     """Swap a document's chunks for new ones in one transaction and bump its version.
 
     Readers see the old chunks or the new ones, never a mix and never none.
@@ -280,7 +281,7 @@ def _fill_search_vectors(document_id: int, title: str) -> None:
         )
 
 
-def mark_for_reindex(documents) -> int:
+def mark_for_reindex(documents: Iterable[Document]) -> int:
     """Set documents pending and queue them; returns how many were queued."""
     documents = list(documents)
     with transaction.atomic():

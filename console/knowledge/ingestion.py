@@ -61,7 +61,7 @@ def index_now(
     summary: IngestSummary,
     on_progress: Callable[[Document], None],
     on_embedding: indexing.Progress | None = None,
-):
+) -> None:
     """Index in this process, a batch at a time (one embedding pass per batch).
 
     on_progress(document) follows documents as they finish; on_embedding(done, total) the chunks

@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -119,7 +120,7 @@ def search(
     if not query or k <= 0:
         return []
     pool = max(candidates or k * 4, k)
-    params: dict[str, object] = {
+    params: dict[str, Any] = {  # Vector is adapted by pgvector.psycopg, beyond what the stubs list
         "query": query,
         "pool": pool,
         "k": k,

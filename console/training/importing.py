@@ -65,7 +65,7 @@ def _decoded_context(value):
     return value
 
 
-def _context(value) -> list[ContextItem]:
+def _context(value: object) -> list[ContextItem]:
     value = _decoded_context(value)
     if value in (None, ""):
         return []
@@ -152,7 +152,7 @@ def import_pairs(path: Path, *, approve: bool = False) -> ImportReport:
     find_document = document_finder()
     for number, row, error in read_rows(path):
         try:
-            if error:
+            if row is None:
                 raise ValueError(error)
             pair = prepare_row(row, find_document)
         except ValueError as err:

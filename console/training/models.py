@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.db import models
 from django.utils import timezone
 
@@ -98,7 +100,7 @@ class TrainingRun(models.Model):
         """Queued again after a failure (the caller enqueues the job); training resumes from its checkpoint."""
         self._set(status=self.Status.QUEUED, error="", progress=0)
 
-    def _set(self, **fields) -> None:
+    def _set(self, **fields: Any) -> None:
         """One UPDATE of these columns (nothing else is written), mirrored on this instance."""
         TrainingRun.objects.filter(pk=self.pk).update(**fields)
         self._remember(fields)

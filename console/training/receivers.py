@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.db import transaction
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
@@ -13,16 +15,16 @@ from console.training import pairs
 
 
 @receiver([post_save, post_delete], sender=Feedback)
-def feedback_changed(sender, instance: Feedback, **kwargs) -> None:
+def feedback_changed(sender: object, instance: Feedback, **kwargs: Any) -> None:
     answer_id = instance.answer_id
     transaction.on_commit(lambda: pairs.sync_feedback_pair(answer_id))
 
 
 @receiver(document_changed)
-def document_reindexed(sender, document_id: int, version: int, **kwargs) -> None:
+def document_reindexed(sender: object, document_id: int, version: int, **kwargs: Any) -> None:
     pairs.mark_stale(document_id, version)
 
 
 @receiver(post_delete, sender=Document)
-def document_deleted(sender, instance: Document, **kwargs) -> None:
+def document_deleted(sender: object, instance: Document, **kwargs: Any) -> None:
     pairs.mark_stale(instance.pk, None)

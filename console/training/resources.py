@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import Any
 
 import tablib
 from import_export import resources
@@ -20,7 +21,6 @@ from import_export.formats.base_formats import CSV, XLSX, TextFormat
 from console.training.importing import ImportReport, document_finder, prepare_row
 from console.training.models import TrainingPair
 from ml.pii import scrub
-from ml.prompting import ContextItem
 
 PARSE_ERROR = "_parse_error"  # column JSONLines fills for a line that is not a JSON object
 
@@ -50,7 +50,7 @@ class JSONLines(TextFormat):
     def can_export(self) -> bool:
         return True
 
-    def create_dataset(self, in_stream, **kwargs) -> tablib.Dataset:
+    def create_dataset(self, in_stream: str | bytes, **kwargs: Any) -> tablib.Dataset:
         if isinstance(in_stream, bytes):
             in_stream = in_stream.decode(self.encoding or "utf-8-sig")
         records = []
@@ -70,7 +70,7 @@ class JSONLines(TextFormat):
             dataset.append([record.get(header) for header in headers])
         return dataset
 
-    def export_data(self, dataset: tablib.Dataset, **kwargs) -> str:
+    def export_data(self, dataset: tablib.Dataset, **kwargs: Any) -> str:
         return "".join(
             json.dumps(row, ensure_ascii=False, default=_json_value) + "\n" for row in dataset.dict
         )
@@ -85,7 +85,7 @@ def _json_value(value):
 FORMATS = [CSV, JSONLines, XLSX]
 
 
-def _scrubbed_context(context) -> list[ContextItem]:
+def _scrubbed_context(context: object) -> list[object]:
     """Exported as stored (whatever keys an item has), with its text scrubbed again."""
     if not isinstance(context, list):
         return []
@@ -121,7 +121,7 @@ class PairExportResource(resources.ModelResource):
         ]
         export_order = fields
 
-    def __init__(self, structured: bool = False, **kwargs):
+    def __init__(self, structured: bool = False, **kwargs: Any):
         super().__init__(**kwargs)
         self.structured = structured
 
@@ -139,7 +139,7 @@ class PairExportResource(resources.ModelResource):
     def dehydrate_reason(self, pair: TrainingPair) -> str:
         return scrub(pair.reason).text
 
-    def dehydrate_context(self, pair: TrainingPair):
+    def dehydrate_context(self, pair: TrainingPair) -> list[object] | str:
         context = _scrubbed_context(pair.context)
         if self.structured:
             return context
@@ -169,7 +169,7 @@ class PairImportResource(resources.ModelResource):
         force_init_instance = True  # every row is a new pair; duplicates are found by their text
         report_skipped = True
 
-    def __init__(self, approve: bool = False, **kwargs):
+    def __init__(self, approve: bool = False, **kwargs: Any):
         super().__init__(**kwargs)
         self.status = TrainingPair.Status.APPROVED if approve else TrainingPair.Status.CANDIDATE
         self.report = ImportReport()
@@ -179,8 +179,9 @@ class PairImportResource(resources.ModelResource):
     def before_import_row(self, row, **kwargs):
         self._verdict = None
 
-    def import_instance(self, instance: TrainingPair, row, **kwargs):
-        instance.document_name = str(row.get("document") or "").strip()  # shown in the preview
+    def import_instance(self, instance: TrainingPair, row: dict[str, Any], **kwargs: Any) -> None:
+        # Not a column: the preview's read-only "document" Field shows it.
+        instance.document_name = str(row.get("document") or "").strip()  # type: ignore[attr-defined]
         try:
             if row.get(PARSE_ERROR):
                 raise ValueError(row[PARSE_ERROR])
@@ -195,7 +196,13 @@ class PairImportResource(resources.ModelResource):
         if pair.duplicate:
             self._verdict = _Verdict("duplicate", "the same question and answer are already a pair")
 
-    def skip_row(self, instance, original, row, import_validation_errors=None) -> bool:
+    def skip_row(
+        self,
+        instance: TrainingPair,
+        original: TrainingPair | None,
+        row: dict[str, Any],
+        import_validation_errors: dict | None = None,
+    ) -> bool:
         return self._verdict is not None
 
     def after_import_row(self, row, row_result, row_number=None, **kwargs):

@@ -17,6 +17,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 import django_rq
+import numpy as np
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
@@ -209,8 +210,10 @@ def evaluate(
     return _score_and_gate(run, rows, train_loss, live.name if live else None)
 
 
-def _score_and_gate(run: TrainingRun, rows: list[dict], train_loss: float, live_name: str | None):
-    def embed(texts: list[str]):
+def _score_and_gate(
+    run: TrainingRun, rows: list[dict], train_loss: float, live_name: str | None
+) -> evaluation.GateDecision:
+    def embed(texts: list[str]) -> np.ndarray:
         return embeddings.embed(settings.EMBEDDING_MODEL, texts)
 
     references = [r["reference"] for r in rows]

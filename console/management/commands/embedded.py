@@ -7,6 +7,7 @@ stops again when the command ends, as after any one-off command; see manage.py).
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand
@@ -20,7 +21,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("action", choices=["status", "stop"])
 
-    def handle(self, *args, action: str, **options):
+    def handle(self, *args: Any, action: str, **options: Any) -> None:
         uses_pg = not os.environ.get("DATABASE_URL")
         uses_redis = not os.environ.get("REDIS_URL")
         if action == "status":

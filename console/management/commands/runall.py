@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Any
 
 from django.conf import settings
 from django.core.management import call_command, get_commands
@@ -39,7 +40,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--address", default="127.0.0.1:8000")
 
-    def handle(self, *args, address: str, **options):
+    def handle(self, *args: Any, address: str, **options: Any) -> None:
         manager = Manager()
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         for name, command in process_table(address).items():

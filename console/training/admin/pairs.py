@@ -205,7 +205,7 @@ class TrainingPairAdmin(ImportExportModelAdmin):
         return _excerpt(obj.answer, 140)
 
     @admin.display(description="Context the model saw")
-    def context_view(self, obj: TrainingPair):
+    def context_view(self, obj: TrainingPair) -> str:
         chunks = context_chunks(obj.context)
         if not chunks:
             return "—"

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from django.contrib import admin, messages
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path, reverse
 from django.utils.html import format_html
+from django.utils.safestring import SafeString
 
 from console.training import adapters, runs
 from console.training.models import TrainingRun
@@ -85,7 +87,7 @@ class TrainingRunAdmin(admin.ModelAdmin):
             )
         return redirect("admin:training_trainingrun_changelist")
 
-    def evaluation_view(self, request, pk: int):
+    def evaluation_view(self, request: HttpRequest, pk: int) -> HttpResponse:
         run = get_object_or_404(TrainingRun, pk=pk)
         context = {
             **self.admin_site.each_context(request),
@@ -118,7 +120,7 @@ class TrainingRunAdmin(admin.ModelAdmin):
         self.message_user(request, f"Queued {retried} run(s) again.")
 
     @admin.display(description="Progress", ordering="progress")
-    def progress_bar(self, run: TrainingRun):
+    def progress_bar(self, run: TrainingRun) -> str:
         if run.status == TrainingRun.Status.EVALUATING:
             total = len(run.heldout_ids)
             return format_html(
@@ -155,7 +157,7 @@ class TrainingRunAdmin(admin.ModelAdmin):
         return f"{(run.finished_at - run.started_at).total_seconds():.0f} s"
 
     @admin.display(description="Gate")
-    def gate(self, run: TrainingRun):
+    def gate(self, run: TrainingRun) -> str:
         if "promoted" not in run.metrics:
             return run.error[:120] if run.error else "—"
         url = reverse("admin:training_trainingrun_evaluation", args=[run.pk])
@@ -163,6 +165,6 @@ class TrainingRunAdmin(admin.ModelAdmin):
         return format_html('<a href="{}">{}: see evaluation</a>', url, verdict)
 
     @admin.display(description="Evaluation")
-    def evaluation_link(self, run: TrainingRun):
+    def evaluation_link(self, run: TrainingRun) -> SafeString:
         url = reverse("admin:training_trainingrun_evaluation", args=[run.pk])
         return format_html('<a href="{}">Side-by-side answers ({} questions)</a>', url, len(run.evaluation))

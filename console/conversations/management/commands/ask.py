@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
@@ -22,7 +23,7 @@ class Command(BaseCommand):
         )
         parser.add_argument("--json", action="store_true")
 
-    def handle(self, *args, question: str, mode: str | None, channel: str, **options):
+    def handle(self, *args: Any, question: str, mode: str | None, channel: str, **options: Any) -> None:
         platform, _, channel_id = channel.rpartition(":")
         try:
             answer = answering.answer(question, platform=platform or "cli", channel=channel_id, mode=mode)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import django_rq
 from django.core.management.base import BaseCommand, CommandError
@@ -11,7 +12,8 @@ from rq import Worker
 from tqdm import tqdm
 
 from console.knowledge import ingestion
-from console.knowledge.models import Collection
+from console.knowledge.ingestion import IngestSummary
+from console.knowledge.models import Collection, Document
 
 
 class Command(BaseCommand):
@@ -22,7 +24,7 @@ class Command(BaseCommand):
         parser.add_argument("--collection", required=True, help="Collection slug (created if missing).")
         parser.add_argument("--sync", action="store_true", help="Index in this process, without a worker.")
 
-    def handle(self, *args, paths: list[Path], collection: str, sync: bool, **options):
+    def handle(self, *args: Any, paths: list[Path], collection: str, sync: bool, **options: Any) -> None:
         missing = [str(p) for p in paths if not p.exists()]
         if missing:
             raise CommandError(f"No such file or folder: {', '.join(missing)}")
@@ -35,7 +37,7 @@ class Command(BaseCommand):
         if summary.failed:
             raise CommandError(f"{len(summary.failed)} document(s) failed.", returncode=1)
 
-    def _index(self, pending, summary, sync: bool) -> None:
+    def _index(self, pending: list[Document], summary: IngestSummary, sync: bool) -> None:
         if not sync:
             ingestion.enqueue(pending, summary)
             if not Worker.all(queue=django_rq.get_queue("ingest")):
@@ -46,7 +48,7 @@ class Command(BaseCommand):
                 return
         with tqdm(total=len(pending), unit="doc", desc="Indexing", file=sys.stderr) as bar:
 
-            def advance(document):
+            def advance(document: Document) -> None:
                 bar.set_postfix_str(document.source[-40:])
                 bar.update(1)
 
@@ -59,7 +61,7 @@ class Command(BaseCommand):
                 ingestion.wait_for(pending, summary, advance)
                 summary.queued.clear()
 
-    def _print_summary(self, summary) -> None:
+    def _print_summary(self, summary: IngestSummary) -> None:
         self.stdout.write(
             f"Indexed {len(summary.indexed)}, skipped {len(summary.skipped)} unchanged, "
             f"failed {len(summary.failed)}"

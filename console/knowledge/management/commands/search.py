@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
@@ -20,7 +21,9 @@ class Command(BaseCommand):
         parser.add_argument("--method", choices=METHODS, default="hybrid")
         parser.add_argument("--json", action="store_true", help="Print a JSON list.")
 
-    def handle(self, *args, query: str, k: int, collection: str | None, method: str, **options):
+    def handle(
+        self, *args: Any, query: str, k: int, collection: str | None, method: str, **options: Any
+    ) -> None:
         if collection and not Collection.objects.filter(slug=collection).exists():
             raise CommandError(f"No collection with slug {collection!r}.")
         results = search(query, k=k, collections=[collection] if collection else None, method=method)

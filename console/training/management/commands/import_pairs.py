@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
@@ -18,7 +19,7 @@ class Command(BaseCommand):
             "--approve", action="store_true", help="Approve imported pairs (default: candidates)."
         )
 
-    def handle(self, *args, file: Path, approve: bool, **options):
+    def handle(self, *args: Any, file: Path, approve: bool, **options: Any) -> None:
         if not file.is_file():
             raise CommandError(f"No such file: {file}")
         try:

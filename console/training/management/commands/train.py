@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
@@ -22,7 +23,7 @@ class Command(BaseCommand):
         parser.add_argument("--wait", action="store_true", help="Follow the queued run until it ends.")
         parser.add_argument("--epochs", type=int, help="Default: TRAIN_EPOCHS.")
 
-    def handle(self, *args, sync: bool, wait: bool, epochs: int | None, **options):
+    def handle(self, *args: Any, sync: bool, wait: bool, epochs: int | None, **options: Any) -> None:
         try:
             run = runs.start_run(epochs=epochs, enqueue=not sync)
         except runs.NotEnoughPairs as err:
