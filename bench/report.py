@@ -102,9 +102,9 @@ VERSIONS: dict[str, Callable[[], str]] = {
 
 # --- Tables ---------------------------------------------------------------------------------------
 # A table is headers and rows of already formatted cells. A column whose first row holds a number
-# ("12.3", "1,024", "0.58x", "39.8 ms", "3/4", "12.3*" for an extrapolated one) is right-aligned.
+# ("12.3", "1,024", "0.58x", "97.4%", "39.8 ms", "3/4", "12.3*" when extrapolated) is right-aligned.
 
-_NUMBER = re.compile(r"-?[\d.,/]+(x| ms| s)?\*?")
+_NUMBER = re.compile(r"-?[\d.,/]+(x|%| ms| s)?\*?")
 
 
 def _right_aligned(rows: Sequence[Sequence[str]]) -> list[bool]:
