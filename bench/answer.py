@@ -209,12 +209,10 @@ def exact_length(generator, tokens: int):
 
 def messages_of(record) -> list[dict]:
     """The exact chat messages answer() generated from, rebuilt from what its Answer recorded."""
-    from django.conf import settings
+    from console.conversations.prompts import system_prompt
+    from ml.prompting import build_messages, context_chunks
 
-    from ml.prompting import DEFAULT_SYSTEM_PROMPT, ContextChunk, build_messages
-
-    chunks = [ContextChunk(title=c["title"], text=c["text"], heading=c["heading"]) for c in record.context]
-    return build_messages(settings.SYSTEM_PROMPT or DEFAULT_SYSTEM_PROMPT, chunks, [], record.question)
+    return build_messages(system_prompt(), context_chunks(record.context), [], record.question)
 
 
 def bare_generate(generator, messages: list[dict], tokens: int) -> tuple[int, int, float]:
