@@ -163,6 +163,10 @@ _ALLOWED = """(%(collections)s::text[] IS NULL OR col.slug = ANY(%(collections)s
             OR cardinality(col.allowed_scopes) = 0
             OR col.allowed_scopes && %(scopes)s::varchar[])"""
 
+# The query vector, written into the SQL once per use: a FROM-less subquery that PostgreSQL
+# folds into a constant, so the HNSW index still serves `ORDER BY c.embedding <=> q.embedding`.
+_QUERY_VECTOR = "(SELECT %(embedding)s AS embedding)"
+
 # The full-text query: the question in websearch syntax (all words), OR'ed, for a plain
 # question (any_word), with each of its words that is not common (common_words). An empty
 # OR leaves the websearch query as it is.
@@ -180,12 +184,13 @@ SQL = {
     # scans may return them slightly out of order.
     "vector": f"""
 WITH semantic_search AS (
-    SELECT c.id, c.embedding <=> %(embedding)s AS distance
+    SELECT c.id, c.embedding <=> q.embedding AS distance
       FROM knowledge_chunk c
       JOIN knowledge_document d ON d.id = c.document_id
       JOIN knowledge_collection col ON col.id = d.collection_id
+     CROSS JOIN {_QUERY_VECTOR} AS q
      WHERE {_ALLOWED}
-     ORDER BY c.embedding <=> %(embedding)s
+     ORDER BY c.embedding <=> q.embedding
      LIMIT %(pool)s
 )
 SELECT c.id, d.id, d.title, d.source, d.version, c.heading, c.text,
@@ -223,12 +228,13 @@ SELECT c.id, d.id, d.title, d.source, d.version, c.heading, c.text,
     "hybrid": f"""
 WITH semantic_search AS (
     SELECT id, row_number() OVER (ORDER BY distance) AS rank
-      FROM (SELECT c.id, c.embedding <=> %(embedding)s AS distance
+      FROM (SELECT c.id, c.embedding <=> q.embedding AS distance
               FROM knowledge_chunk c
               JOIN knowledge_document d ON d.id = c.document_id
               JOIN knowledge_collection col ON col.id = d.collection_id
+             CROSS JOIN {_QUERY_VECTOR} AS q
              WHERE {_ALLOWED}
-             ORDER BY c.embedding <=> %(embedding)s
+             ORDER BY c.embedding <=> q.embedding
              LIMIT %(pool)s) AS nearest
 ),
 keyword_search AS (
@@ -252,10 +258,11 @@ fused AS (
       FULL OUTER JOIN keyword_search ON keyword_search.id = semantic_search.id
 )
 SELECT c.id, d.id, d.title, d.source, d.version, c.heading, c.text,
-       fused.score::float AS score, 1 - (c.embedding <=> %(embedding)s) AS similarity
+       fused.score::float AS score, 1 - (c.embedding <=> q.embedding) AS similarity
   FROM fused
   JOIN knowledge_chunk c ON c.id = fused.id
   JOIN knowledge_document d ON d.id = c.document_id
+ CROSS JOIN {_QUERY_VECTOR} AS q
  ORDER BY fused.score DESC, c.id
  LIMIT %(k)s
 """,
