@@ -179,67 +179,21 @@ _TEXT_QUERY = """(
                ), ''::tsquery) AS some_words
      )"""
 
-SQL = {
-    # The pool nearest chunks by cosine distance (HNSW), re-sorted: relaxed_order iterative
-    # scans may return them slightly out of order.
-    "vector": f"""
-WITH semantic_search AS (
-    SELECT c.id, c.embedding <=> q.embedding AS distance
-      FROM knowledge_chunk c
-      JOIN knowledge_document d ON d.id = c.document_id
-      JOIN knowledge_collection col ON col.id = d.collection_id
-     CROSS JOIN {_QUERY_VECTOR} AS q
-     WHERE {_ALLOWED}
-     ORDER BY c.embedding <=> q.embedding
-     LIMIT %(pool)s
-)
-SELECT c.id, d.id, d.title, d.source, d.version, c.heading, c.text,
-       1 - semantic_search.distance AS score, 1 - semantic_search.distance AS similarity
-  FROM semantic_search
-  JOIN knowledge_chunk c ON c.id = semantic_search.id
-  JOIN knowledge_document d ON d.id = c.document_id
- ORDER BY semantic_search.distance
- LIMIT %(k)s
-""",
-    # Chunks holding every word rank first (score >= 1), then the rest by ts_rank (GIN).
-    "fulltext": f"""
-WITH keyword_search AS (
-    SELECT c.id,
-           (c.search_vector @@ q.all_words)::int + ts_rank(c.search_vector, q.some_words, 32) AS score
-      FROM knowledge_chunk c
-      JOIN knowledge_document d ON d.id = c.document_id
-      JOIN knowledge_collection col ON col.id = d.collection_id
-     CROSS JOIN {_TEXT_QUERY} AS q
-     WHERE c.search_vector @@ q.some_words
-       AND {_ALLOWED}
-     ORDER BY score DESC, c.id
-     LIMIT %(pool)s
-)
-SELECT c.id, d.id, d.title, d.source, d.version, c.heading, c.text,
-       keyword_search.score, NULL::float AS similarity
-  FROM keyword_search
-  JOIN knowledge_chunk c ON c.id = keyword_search.id
-  JOIN knowledge_document d ON d.id = c.document_id
- ORDER BY keyword_search.score DESC, c.id
- LIMIT %(k)s
-""",
-    # Both legs as above, each numbered by its own order, fused by reciprocal rank:
-    # 1 / (rrf + rank) for the vector leg plus text_weight / (rrf + rank) for the text leg.
-    "hybrid": f"""
-WITH semantic_search AS (
-    SELECT id, row_number() OVER (ORDER BY distance) AS rank
-      FROM (SELECT c.id, c.embedding <=> q.embedding AS distance
+# The two legs, each the best `pool` chunks among those allowed: written once, used alone by
+# vector and full text and side by side by hybrid.
+# Nearest by cosine distance (HNSW); relaxed_order iterative scans may return them slightly out
+# of order, so every user sorts again.
+_NEAREST = f"""SELECT c.id, c.embedding <=> q.embedding AS distance
               FROM knowledge_chunk c
               JOIN knowledge_document d ON d.id = c.document_id
               JOIN knowledge_collection col ON col.id = d.collection_id
              CROSS JOIN {_QUERY_VECTOR} AS q
              WHERE {_ALLOWED}
              ORDER BY c.embedding <=> q.embedding
-             LIMIT %(pool)s) AS nearest
-),
-keyword_search AS (
-    SELECT id, row_number() OVER (ORDER BY score DESC, id) AS rank
-      FROM (SELECT c.id,
+             LIMIT %(pool)s"""
+
+# Chunks holding every word rank first (score >= 1), then the rest by ts_rank (GIN).
+_MATCHING = f"""SELECT c.id,
                    (c.search_vector @@ q.all_words)::int + ts_rank(c.search_vector, q.some_words, 32) AS score
               FROM knowledge_chunk c
               JOIN knowledge_document d ON d.id = c.document_id
@@ -248,7 +202,39 @@ keyword_search AS (
              WHERE c.search_vector @@ q.some_words
                AND {_ALLOWED}
              ORDER BY score DESC, c.id
-             LIMIT %(pool)s) AS best
+             LIMIT %(pool)s"""
+
+SQL = {
+    "vector": f"""
+WITH semantic_search AS ({_NEAREST})
+SELECT c.id, d.id, d.title, d.source, d.version, c.heading, c.text,
+       1 - semantic_search.distance AS score, 1 - semantic_search.distance AS similarity
+  FROM semantic_search
+  JOIN knowledge_chunk c ON c.id = semantic_search.id
+  JOIN knowledge_document d ON d.id = c.document_id
+ ORDER BY semantic_search.distance
+ LIMIT %(k)s
+""",
+    "fulltext": f"""
+WITH keyword_search AS ({_MATCHING})
+SELECT c.id, d.id, d.title, d.source, d.version, c.heading, c.text,
+       keyword_search.score, NULL::float AS similarity
+  FROM keyword_search
+  JOIN knowledge_chunk c ON c.id = keyword_search.id
+  JOIN knowledge_document d ON d.id = c.document_id
+ ORDER BY keyword_search.score DESC, c.id
+ LIMIT %(k)s
+""",
+    # Both legs, each numbered by its own order, fused by reciprocal rank:
+    # 1 / (rrf + rank) for the vector leg plus text_weight / (rrf + rank) for the text leg.
+    "hybrid": f"""
+WITH semantic_search AS (
+    SELECT id, row_number() OVER (ORDER BY distance) AS rank
+      FROM ({_NEAREST}) AS nearest
+),
+keyword_search AS (
+    SELECT id, row_number() OVER (ORDER BY score DESC, id) AS rank
+      FROM ({_MATCHING}) AS best
 ),
 fused AS (
     SELECT COALESCE(semantic_search.id, keyword_search.id) AS id,
