@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ml.voice import VoiceProfile, voice_score
+
 Embed = Callable[[list[str]], np.ndarray]
 
 _WORD = re.compile(r"\w+")
@@ -139,20 +141,104 @@ def groundedness(
     return supported / len(claims)
 
 
+# Facts a reader can check in a reference: amounts, numbers, times and versions ($55, 15, 10%,
+# 09:00, v2.3), codes (TC-409, SEV1), channels, handles and addresses (#deploys, @oncall), acronyms
+# (CAB) and names (capitalised words inside a sentence: Lisbon, WireGuard).
+_TOKEN = re.compile(r"[#@$€£]?\w(?:[\w.:@/'’-]*\w)?%?")
+_SENTENCE_START = re.compile(r"(?:^|[.!?:]\s+|\n+)\W*$")
+
+
+def key_facts(text: str, *, ignore: frozenset[str] = frozenset()) -> list[str]:
+    """The checkable facts in `text`, lower-cased, in order, each once; words in `ignore` (lower
+    case: the house opening and sign-off, which are voice) are left out. Cheap and hard to fool: a
+    paraphrase keeps them, an invented answer rarely has them."""
+    facts: dict[str, None] = {}
+    for match in _TOKEN.finditer(text):
+        token = match.group(0)
+        lower = token.lower()
+        if lower in ignore or lower in STOPWORDS:
+            continue
+        starts_sentence = bool(_SENTENCE_START.search(text[: match.start()]))
+        if (
+            any(ch.isdigit() for ch in token)
+            or token[0] in "#@$€£"
+            or (len(token) >= 2 and token.isupper())
+            or (token[0].isupper() and not starts_sentence)
+        ):
+            facts.setdefault(lower, None)
+    return list(facts)
+
+
+def fact_share(answer: str, reference: str, *, ignore: frozenset[str] = frozenset()) -> float | None:
+    """Share of the reference's key facts that the answer states too; None when it has none."""
+    facts = key_facts(reference, ignore=ignore)
+    if not facts:
+        return None
+    text = answer.lower()
+    present = sum(bool(re.search(rf"(?<!\w){re.escape(fact)}(?!\w)", text)) for fact in facts)
+    return present / len(facts)
+
+
+@dataclass(frozen=True)
+class AnswerScores:
+    """One answer against its reference and the context it was given.
+
+    facts: the mean of similarity, groundedness and key_facts (when the reference has any): what
+    the answer says. voice: how close its form is to the references' (ml.voice). The gate weighs
+    the two separately: retrieval is for facts, the adapter for voice.
+    """
+
+    similarity: float
+    rouge_l: float
+    groundedness: float
+    key_facts: float | None
+    facts: float
+    voice: float
+    length: int
+
+
 @dataclass(frozen=True)
 class Scores:
-    """Means over the held-out answers; `length` is the mean answer length in words."""
+    """Means over the held-out answers; `length` is the mean answer length in words, `key_facts`
+    the mean over the answers whose reference holds any (None when none does)."""
 
     similarity: float
     rouge_l: float
     groundedness: float
     length: float
+    key_facts: float | None = None
+    facts: float = 0.0
+    voice: float = 0.0
+
+    @classmethod
+    def mean_of(cls, each: Sequence[AnswerScores]) -> Scores:
+        if not each:
+            raise ValueError("No answers to score: hold out at least one pair.")
+        shares = [s.key_facts for s in each if s.key_facts is not None]
+        return cls(
+            similarity=float(np.mean([s.similarity for s in each])),
+            rouge_l=float(np.mean([s.rouge_l for s in each])),
+            groundedness=float(np.mean([s.groundedness for s in each])),
+            length=float(np.mean([s.length for s in each])),
+            key_facts=float(np.mean(shares)) if shares else None,
+            facts=float(np.mean([s.facts for s in each])),
+            voice=float(np.mean([s.voice for s in each])),
+        )
 
 
-def score_answers(
-    answers: list[str], references: list[str], contexts: list[list[str]], embed: Embed
-) -> Scores:
-    """Mean similarity to the references, ROUGE-L, groundedness in each answer's context, length.
+def voice_words(profile: VoiceProfile) -> frozenset[str]:
+    """The words of the house opening and sign-offs: voice, so never counted as facts."""
+    return frozenset(words(" ".join([profile.opening, *profile.sign_offs])))
+
+
+def score_each(
+    answers: list[str],
+    references: list[str],
+    contexts: list[list[str]],
+    embed: Embed,
+    profile: VoiceProfile | None = None,
+) -> list[AnswerScores]:
+    """Every answer scored against its reference and context; `profile` defaults to the references' own.
 
     Groundedness leaves out the references' house phrasing (house_phrases), for every system alike.
     """
@@ -160,19 +246,38 @@ def score_answers(
         raise ValueError(f"{len(answers)} answers, {len(references)} references, {len(contexts)} contexts.")
     if not answers:
         raise ValueError("No answers to score: hold out at least one pair.")
+    profile = profile or VoiceProfile.of(references)
+    ignore = voice_words(profile)
     similarity = semantic_similarity(embed, answers, references)
-    rouge = [rouge_l(answer, reference) for answer, reference in zip(answers, references, strict=True)]
     house = house_phrases(references)
-    grounded = [
-        groundedness(answer, context, embed, house=house)
-        for answer, context in zip(answers, contexts, strict=True)
-    ]
-    return Scores(
-        similarity=float(np.mean(similarity)),
-        rouge_l=float(np.mean(rouge)),
-        groundedness=float(np.mean(grounded)),
-        length=float(np.mean([len(words(answer)) for answer in answers])),
-    )
+    scored = []
+    for answer, reference, context, cosine in zip(answers, references, contexts, similarity, strict=True):
+        grounded = groundedness(answer, context, embed, house=house)
+        share = fact_share(answer, reference, ignore=ignore)
+        parts = [cosine, grounded] + ([share] if share is not None else [])
+        scored.append(
+            AnswerScores(
+                similarity=cosine,
+                rouge_l=rouge_l(answer, reference),
+                groundedness=grounded,
+                key_facts=share,
+                facts=float(np.mean(parts)),
+                voice=voice_score(answer, profile),
+                length=len(words(answer)),
+            )
+        )
+    return scored
+
+
+def score_answers(
+    answers: list[str],
+    references: list[str],
+    contexts: list[list[str]],
+    embed: Embed,
+    profile: VoiceProfile | None = None,
+) -> Scores:
+    """The means of score_each: similarity, ROUGE-L, groundedness, length, key facts, facts, voice."""
+    return Scores.mean_of(score_each(answers, references, contexts, embed, profile))
 
 
 def _rank(seed: int, item: int) -> str:
@@ -209,24 +314,51 @@ class GateDecision:
     reasons: list[str]
 
 
-GATED_METRICS = ("similarity", "groundedness")
+def _compare(
+    check: str, ours: float, theirs: float, name: str, *, margin: float = 0.0, gain: float | None = None
+) -> tuple[bool, str]:
+    """One check as (passed, reason). With `gain`: ours must beat theirs by at least gain; else ours
+    may trail theirs by at most `margin` (exactly at either edge passes, despite float rounding)."""
+    difference = ours - theirs
+    if difference > 0:
+        verdict = f"better by {difference:.3f}"
+    elif difference < 0:
+        verdict = f"worse by {-difference:.3f}"
+    else:
+        verdict = "equal"
+    if gain is not None:
+        passed = difference >= gain - 1e-9
+        if not passed:
+            verdict += f", not better by the {gain:.3f} needed"
+    else:
+        passed = difference >= -margin - 1e-9
+        if difference < 0:
+            verdict += f", {'within' if passed else 'more than'} the margin {margin:.3f}"
+    return passed, f"{check} {ours:.3f} vs {theirs:.3f} for {name}: {verdict}"
 
 
-def gate(candidate: Scores, live: Scores | None, base: Scores, *, margin: float = 0.02) -> GateDecision:
-    """Promote unless the candidate is worse than the live adapter (the base model when none is
-    live) by more than `margin` on similarity or groundedness. One reason per gated metric."""
-    reference, name = (live, "the live adapter") if live is not None else (base, "the base model")
-    reasons: list[str] = []
-    promote = True
-    for metric in GATED_METRICS:
-        ours, theirs = getattr(candidate, metric), getattr(reference, metric)
-        difference = ours - theirs
-        if difference < -margin - 1e-9:  # exactly at the margin passes, despite float rounding
-            promote = False
-            verdict = f"worse by {-difference:.3f}, more than the margin {margin:.3f}"
-        elif difference < 0:
-            verdict = f"worse by {-difference:.3f}, within the margin {margin:.3f}"
-        else:
-            verdict = f"better by {difference:.3f}" if difference > 0 else "equal"
-        reasons.append(f"{metric} {ours:.3f} vs {theirs:.3f} for {name}: {verdict}")
-    return GateDecision(promote=promote, reasons=reasons)
+def gate(
+    candidate: Scores,
+    live: Scores | None,
+    base: Scores,
+    *,
+    margin: float = 0.02,
+    voice_gain: float = 0.05,
+) -> GateDecision:
+    """Whether the candidate, answering with retrieval (`both`), may serve.
+
+    `base` is the base model answering with the same retrieved documents (`rag`): the candidate
+    must be at least as factual (within `margin`) and better in voice by `voice_gain`, or training
+    bought nothing but risk. Against the live adapter, when there is one, it may trail by at most
+    `margin` on either. One reason per check, each naming it; a refusal names the failing ones.
+    """
+    checks = [
+        _compare("facts", candidate.facts, base.facts, "the base model with retrieval", margin=margin),
+        _compare("voice", candidate.voice, base.voice, "the base model with retrieval", gain=voice_gain),
+    ]
+    if live is not None:
+        checks += [
+            _compare("facts", candidate.facts, live.facts, "the live adapter", margin=margin),
+            _compare("voice", candidate.voice, live.voice, "the live adapter", margin=margin),
+        ]
+    return GateDecision(promote=all(passed for passed, _ in checks), reasons=[reason for _, reason in checks])

@@ -5,11 +5,14 @@ import pytest
 
 from ml.evaluation import (
     Scores,
+    fact_share,
     gate,
     groundedness,
     house_phrases,
+    key_facts,
     rouge_l,
     score_answers,
+    score_each,
     semantic_similarity,
     sentences,
     split_holdout,
@@ -168,32 +171,92 @@ def test_split_holdout_always_holds_out_forced_ids():
     assert heldout == list(range(7)) and train == [7, 8, 9]
 
 
-def scores(similarity: float, groundedness: float) -> Scores:
-    return Scores(similarity=similarity, rouge_l=0.3, groundedness=groundedness, length=20.0)
+def scores(facts: float, voice: float) -> Scores:
+    return Scores(similarity=0.5, rouge_l=0.3, groundedness=0.5, length=20.0, facts=facts, voice=voice)
 
 
-def test_gate_promotes_a_candidate_within_the_margin_of_the_live_adapter():
-    decision = gate(scores(0.64, 0.80), live=scores(0.65, 0.78), base=scores(0.90, 0.90))
+def test_gate_promotes_a_candidate_as_factual_as_retrieval_alone_and_better_in_voice():
+    decision = gate(scores(0.49, 0.90), live=None, base=scores(0.50, 0.25))
     assert decision.promote
     assert decision.reasons == [
-        "similarity 0.640 vs 0.650 for the live adapter: worse by 0.010, within the margin 0.020",
-        "groundedness 0.800 vs 0.780 for the live adapter: better by 0.020",
+        "facts 0.490 vs 0.500 for the base model with retrieval: worse by 0.010, within the margin 0.020",
+        "voice 0.900 vs 0.250 for the base model with retrieval: better by 0.650",
     ]
 
 
-def test_gate_refuses_a_candidate_worse_than_the_live_adapter_by_more_than_the_margin():
-    decision = gate(scores(0.70, 0.60), live=scores(0.65, 0.70), base=scores(0.5, 0.5))
-    assert not decision.promote
-    assert decision.reasons[1] == (
-        "groundedness 0.600 vs 0.700 for the live adapter: worse by 0.100, more than the margin 0.020"
-    )
-
-
-def test_gate_compares_with_the_base_model_when_no_adapter_is_live():
-    assert gate(scores(0.48, 0.5), live=None, base=scores(0.5, 0.5)).promote
-    decision = gate(scores(0.40, 0.5), live=None, base=scores(0.5, 0.5), margin=0.05)
+def test_gate_refuses_a_candidate_less_factual_than_retrieval_alone_and_names_the_check():
+    decision = gate(scores(0.40, 1.0), live=None, base=scores(0.50, 0.25), margin=0.05)
     assert not decision.promote
     assert decision.reasons[0] == (
-        "similarity 0.400 vs 0.500 for the base model: worse by 0.100, more than the margin 0.050"
+        "facts 0.400 vs 0.500 for the base model with retrieval: worse by 0.100, more than the margin 0.050"
     )
-    assert decision.reasons[1] == "groundedness 0.500 vs 0.500 for the base model: equal"
+
+
+def test_gate_refuses_a_candidate_that_gains_no_voice_over_retrieval_alone():
+    decision = gate(scores(0.60, 0.27), live=None, base=scores(0.50, 0.25))
+    assert not decision.promote
+    assert decision.reasons[1] == (
+        "voice 0.270 vs 0.250 for the base model with retrieval: better by 0.020, not better by the 0.050 needed"
+    )
+    assert gate(scores(0.60, 0.27), live=None, base=scores(0.50, 0.25), voice_gain=0.0).promote
+
+
+def test_gate_also_holds_the_candidate_to_the_live_adapter_within_the_margin():
+    decision = gate(scores(0.60, 0.80), live=scores(0.61, 0.95), base=scores(0.50, 0.25))
+    assert not decision.promote
+    assert (
+        decision.reasons[2]
+        == "facts 0.600 vs 0.610 for the live adapter: worse by 0.010, within the margin 0.020"
+    )
+    assert decision.reasons[3] == (
+        "voice 0.800 vs 0.950 for the live adapter: worse by 0.150, more than the margin 0.020"
+    )
+
+
+REFERENCE = (
+    "Short answer: Pay $55 by 09:00 in #billing.\nAsk the CAB in Lisbon about TC-409. (see Expense policy)"
+)
+
+
+def test_key_facts_are_numbers_codes_channels_acronyms_and_names_inside_sentences():
+    facts = key_facts(REFERENCE)
+    assert facts == ["$55", "09:00", "#billing", "cab", "lisbon", "tc-409", "expense"]
+    # "Short" opens the text, "Pay" follows a colon and "Ask" opens a line: grammar, not names.
+    assert not {"short", "pay", "ask"} & set(facts)
+    assert key_facts(REFERENCE, ignore=frozenset({"lisbon"})) == [f for f in facts if f != "lisbon"]
+
+
+def test_fact_share_counts_the_reference_facts_the_answer_states():
+    ignore = frozenset({"short", "answer"})
+    assert (
+        fact_share(
+            "It costs $55, due 09:00; see the CAB in Lisbon, TC-409, #billing, expense.",
+            REFERENCE,
+            ignore=ignore,
+        )
+        == 1.0
+    )
+    assert fact_share("It costs $29 and is due at noon.", REFERENCE, ignore=ignore) == 0.0
+    assert fact_share("Pay $55 before 09:00.", REFERENCE, ignore=ignore) == pytest.approx(2 / 7)
+    assert fact_share("anything", "yes, it is fine.") is None  # nothing checkable in the reference
+    assert fact_share("the cab is fine", "Ask CABLE.") == 0.0  # whole words only
+
+
+def test_score_each_mixes_facts_and_keeps_voice_apart():
+    references = [
+        "Short answer: the office opens at 9.\n— Cheers, Ops",
+        "Short answer: parking is free.\n— Cheers, Ops",
+        "Short answer: refunds take 5 days.\n— Cheers, Ops",
+    ]
+    answers = [
+        "Short answer: the office opens at 9.\n— Cheers, Ops",
+        "parking costs money",
+        "refunds take 5 days",
+    ]
+    context = [OFFICE, ["Parking is free for staff."], ["Refunds take 5 days."]]
+    each = score_each(answers, references, context, bag_of_words)
+    assert each[0].voice == 1.0 and each[2].voice < 0.5
+    assert each[0].key_facts == 1.0 and each[1].key_facts is None and each[2].key_facts == 1.0
+    assert each[1].facts == pytest.approx((each[1].similarity + each[1].groundedness) / 2)
+    mean = score_answers(answers, references, context, bag_of_words)
+    assert mean.key_facts == 1.0 and mean.voice == pytest.approx(sum(s.voice for s in each) / 3)
