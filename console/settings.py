@@ -60,6 +60,18 @@ def env_int(name: str, default: int) -> int:
         ) from None
 
 
+def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
+    """One of `choices` (any case); unset or empty means `default`, anything else stops the start."""
+    value = os.environ.get(name, "").strip().lower()
+    if not value:
+        return default
+    if value not in choices:
+        raise ImproperlyConfigured(
+            f"{name}={value!r} is not one of {', '.join(choices)}; leave {name} empty for the default ({default})."
+        )
+    return value
+
+
 def env_float(name: str, default: float) -> float:
     """A finite number variable (`0.25`, `4`, `1e-3`); unset or empty means `default`.
 
@@ -202,7 +214,16 @@ TRAIN_EPOCHS = env_int("TRAIN_EPOCHS", 3)
 TRAIN_LEARNING_RATE = env_float("TRAIN_LEARNING_RATE", 1e-3)
 TRAIN_BATCH_SIZE = env_int("TRAIN_BATCH_SIZE", 4)
 TRAIN_MIN_PAIRS = env_int("TRAIN_MIN_PAIRS", 10)
+# retrieved: a pair with no stored context trains on what the bot retrieves for its question
+# (console/training/contexts.py); stored: only the context stored with the pair, if any.
+TRAIN_CONTEXT = env_choice("TRAIN_CONTEXT", "retrieved", ("retrieved", "stored"))
+# Share of retrieved-context examples trained with the answering document left out and a
+# "not covered" answer in the team's voice (RAFT), so the adapter declines instead of inventing.
+TRAIN_NOT_COVERED_SHARE = env_float("TRAIN_NOT_COVERED_SHARE", 0.2)
 PROMOTION_MARGIN = env_float("PROMOTION_MARGIN", 0.02)
+# How much closer to the references' form (ml/voice.py) a candidate must answer than the base
+# model with retrieval, to be promoted.
+PROMOTION_VOICE_GAIN = env_float("PROMOTION_VOICE_GAIN", 0.05)
 EVAL_MAX_NEW_TOKENS = env_int("EVAL_MAX_NEW_TOKENS", 128)
 
 # --- Chat platforms (read here, used by bots/) ----------------------------------------------

@@ -334,6 +334,8 @@ def _compare(
         passed = difference >= -margin - 1e-9
         if difference < 0:
             verdict += f", {'within' if passed else 'more than'} the margin {margin:.3f}"
+        elif not passed:  # a negative margin asks for a gain
+            verdict += f", not better by the {-margin:.3f} the margin asks"
     return passed, f"{check} {ours:.3f} vs {theirs:.3f} for {name}: {verdict}"
 
 

@@ -23,6 +23,7 @@ def test_thumbs_up_to_promoted_adapter_answering_the_next_question(slack, fake_s
     settings.TRAIN_MIN_PAIRS = 6
     settings.TRAIN_EPOCHS = 1
     settings.EVAL_MAX_NEW_TOKENS = 6
+    settings.PROMOTION_VOICE_GAIN = -1.0
     settings.PROMOTION_MARGIN = (
         1.0  # the tiny random model's scores are noise; the gate's refusals are tested elsewhere
     )

@@ -141,15 +141,25 @@ class _Stopwatch:
 
 
 def retrieve(
-    question: str, config: ChannelConfig, scopes: Sequence[str], clock: _Stopwatch
+    question: str,
+    config: ChannelConfig,
+    scopes: Sequence[str],
+    clock: _Stopwatch | None = None,
+    *,
+    k: int | None = None,
 ) -> list[SearchResult]:
-    """Relevant chunks for the question: the channel's collections, its scopes, above the threshold."""
+    """Relevant chunks for the question: the channel's collections, its scopes, above the threshold.
+
+    Training and the evaluation gate call it too, so an adapter learns from and is judged on what
+    the bot retrieves. k: RETRIEVAL_TOP_K unless more are asked for (distractors for training).
+    """
+    clock = clock or _Stopwatch()
     started = time.perf_counter()
     embedding = embed_query(question)
     started = clock.lap("embed", started)
     results = search(
         question,
-        k=settings.RETRIEVAL_TOP_K,
+        k=k or settings.RETRIEVAL_TOP_K,
         collections=config.collections,
         scopes=scopes,
         query_embedding=embedding,

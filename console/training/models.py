@@ -2,10 +2,34 @@
 
 from __future__ import annotations
 
-from typing import Any
+import hashlib
+import json
+from typing import Any, TypedDict
 
 from django.db import models
 from django.utils import timezone
+
+from ml.prompting import ContextItem
+
+
+class ContextFrom(models.TextChoices):
+    """Where a training example's context came from (console/training/contexts.py)."""
+
+    PAIR = "pair", "stored with the pair"
+    RETRIEVAL = "retrieval", "retrieved for the question"
+    LEFT_OUT = "left out", "retrieved, answering document left out (answer: not covered)"
+    NONE = "none", "nothing retrieved"
+
+
+class RunExample(TypedDict):
+    """One pair as a run trained on (or held it out) it: the texts at the time, and its context."""
+
+    pair_id: int
+    question: str
+    answer: str
+    context: list[ContextItem]
+    context_from: str  # a ContextFrom value
+    heldout: bool
 
 
 class TrainingRun(models.Model):
@@ -36,6 +60,14 @@ class TrainingRun(models.Model):
         blank=True,
         help_text="Per held-out question: reference, base, live and candidate answers.",
     )
+    examples = models.JSONField(
+        default=list,
+        blank=True,
+        help_text=(
+            "The pairs as the run found them when it started (approved and not stale then), each "
+            "with the context it trained on: a snapshot, so a later edit or rejection changes nothing."
+        ),
+    )
     dataset_hash = models.CharField(max_length=64, blank=True)
     pair_ids = models.JSONField(default=list, blank=True, help_text="Pairs trained on.")
     heldout_ids = models.JSONField(default=list, blank=True, help_text="Pairs held out for evaluation.")
@@ -61,6 +93,13 @@ class TrainingRun(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def heldout_count(self) -> int:
+        """Held-out questions it answers: those of its snapshot once taken, else those it froze."""
+        if self.examples:
+            return sum(1 for e in self.examples if e["heldout"])
+        return len(self.heldout_ids)
 
     def start(self) -> None:
         """The `train` job picked the run up: running, from now, with no error left from a try before."""
@@ -95,6 +134,12 @@ class TrainingRun(models.Model):
         if marked:
             self._remember(fields)
         return bool(marked)
+
+    def record_examples(self, examples: list[RunExample]) -> None:
+        """The run's snapshot: the pairs as they were when it started, with their contexts; the
+        dataset hash is then the snapshot's, so two runs on the same data and documents match."""
+        digest = hashlib.sha256(json.dumps(examples, sort_keys=True).encode()).hexdigest()
+        self._set(examples=examples, dataset_hash=digest)
 
     def requeue(self) -> None:
         """Queued again after a failure (the caller enqueues the job); training resumes from its checkpoint."""

@@ -1,8 +1,10 @@
 """Training runs: approved pairs → a LoRA adapter → evaluation against live and base → the gate.
 
-`start_run` freezes the dataset and the system prompt (console.conversations.prompts) and queues
-the run; `run_training` (the `train` job) trains through ml.training, evaluates through
-ml.evaluation with that same prompt, and promotes when the gate allows. State changes are
+`start_run` freezes the pair ids and the system prompt (console.conversations.prompts) and queues
+the run; `run_training` (the `train` job) snapshots the pairs still approved with the context each
+trains on (console.training.contexts: what the bot retrieves for the question), trains through
+ml.training, answers the held-out questions with live retrieval as base+rag, live and candidate,
+scores facts and voice (ml.evaluation), and promotes when the gate allows. State changes are
 TrainingRun's methods (start, trained, succeed, fail, requeue).
 """
 
@@ -12,7 +14,7 @@ import hashlib
 import json
 import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 
@@ -23,11 +25,15 @@ from django.db import transaction
 from django.utils import timezone
 from rq import Callback
 
+from console.conversations.answering import NOT_COVERED, context_of, retrieve
 from console.conversations.prompts import system_prompt
+from console.knowledge.search import SearchResult
+from console.training import contexts
 from console.training.adapters import active_adapter, promote
-from console.training.models import TrainingPair, TrainingRun
+from console.training.models import ContextFrom, RunExample, TrainingPair, TrainingRun
 from ml import embeddings, evaluation, generation, model_files, training
-from ml.prompting import context_chunks
+from ml.prompting import context_chunks, context_items
+from ml.voice import VoiceProfile
 
 logger = logging.getLogger(__name__)
 
@@ -104,23 +110,53 @@ def system_prompt_of(run: TrainingRun) -> str:
     return run.system_prompt or system_prompt()
 
 
-def example_for(pair: TrainingPair, system: str) -> training.Example:
-    """A pair as the trainer takes it: the question, the context the model saw, the answer."""
-    return training.Example(
-        question=pair.question, answer=pair.answer, context=context_chunks(pair.context), system=system
-    )
+class NothingLeft(ValueError):
+    """Every pair of a run was rejected or went stale before it started."""
 
 
-def heldout_messages(pair: TrainingPair, system: str) -> list[dict[str, str]]:
-    """What base, live and candidate are asked for a held-out pair: exactly what it would train on."""
-    example = example_for(pair, system)
-    return training.example_messages(example, example.context)
+def snapshot(run: TrainingRun) -> list[RunExample]:
+    """The run's pairs as they are now, each with the context it trains on; recorded on the run once.
+
+    A pair rejected, un-approved or stale since the run was queued is left out: nothing trains that
+    a curator does not approve at the time it trains. A retried run keeps its first snapshot, so it
+    resumes on the same data.
+    """
+    if run.examples:
+        return run.examples
+    ids = [*run.pair_ids, *run.heldout_ids]
+    pairs = {p.pk: p for p in trainable_pairs().filter(pk__in=ids)}
+    plan = contexts.plan_for(run.name, [p.answer for p in pairs.values()])
+    heldout = set(run.heldout_ids)
+    found = [contexts.example_of(pairs[pk], plan, heldout=pk in heldout) for pk in sorted(ids) if pk in pairs]
+    lost_heldout = bool(run.heldout_ids) and not any(e["heldout"] for e in found)
+    if lost_heldout or all(e["heldout"] for e in found):
+        raise NothingLeft(
+            f"Only {len(found)} of the run's {len(ids)} pairs are still approved and current, too few to "
+            "train and evaluate: approve more pairs and start a new run."
+        )
+    if len(found) < len(ids):
+        logger.info("run %s: %d pairs rejected or stale since it was queued", run.pk, len(ids) - len(found))
+    run.record_examples(found)
+    return found
 
 
-def examples(run: TrainingRun) -> list[training.Example]:
-    """The pairs the run trains on, with its system prompt."""
+def training_examples(run: TrainingRun) -> list[training.Example]:
+    """What the run trains on, from its snapshot, with its system prompt."""
     system = system_prompt_of(run)
-    return [example_for(p, system) for p in TrainingPair.objects.filter(pk__in=run.pair_ids).order_by("pk")]
+    return [
+        training.Example(
+            question=e["question"], answer=e["answer"], context=context_chunks(e["context"]), system=system
+        )
+        for e in snapshot(run)
+        if not e["heldout"]
+    ]
+
+
+def heldout_messages(question: str, chunks: Sequence[SearchResult], system: str) -> list[dict[str, str]]:
+    """What base, live and candidate are asked for a held-out question: the retrieved chunks as the
+    bot serves them, with the run's system prompt, through the one prompt builder training uses."""
+    example = training.Example(question=question, answer="", context=context_of(chunks), system=system)
+    return training.example_messages(example, example.context)
 
 
 def _base_model() -> str:
@@ -156,7 +192,7 @@ def _train(run: TrainingRun, progress: Progress | None) -> training.TrainingResu
     config = training.TrainingConfig(**run.hyperparameters)
     return training.train_adapter(
         _base_model(),
-        examples(run),
+        training_examples(run),
         adapters_dir() / run.name,
         config=config,
         work_dir=adapters_dir() / ".work" / run.name,
@@ -178,12 +214,14 @@ def _progress_reporter(run_id: int, extra: Progress | None) -> Progress:
 def evaluate(
     run: TrainingRun, *, train_loss: float, progress: EvalProgress | None = None
 ) -> evaluation.GateDecision:
-    """Answer held-out pairs with base, live and candidate, score, gate, record.
+    """Answer the held-out questions as the bot would, score, gate, record.
 
-    All three are asked the same messages: the pair's context and the run's system prompt.
-    Each answered question is counted on the run (`evaluated`), for the admin and `train --wait`.
+    Retrieval is done live, as in production, for each question: the base model answers with it
+    (`rag`), the live adapter and the candidate with it (`both`). A question retrieval finds nothing
+    for gets the bot's not-covered reply from all three. Each answered question is counted on the
+    run (`evaluated`), for the admin and `train --wait`.
     """
-    pairs = list(TrainingPair.objects.filter(pk__in=run.heldout_ids).order_by("pk"))
+    heldout = [e for e in snapshot(run) if e["heldout"]]
     generator = generation.local_generator(_base_model())
     generator.ensure_adapter(run.name, run.adapter_path)
     live = active_adapter()
@@ -192,40 +230,73 @@ def evaluate(
     config = generation.GenerationConfig(max_new_tokens=settings.EVAL_MAX_NEW_TOKENS, temperature=0.0)
     system = system_prompt_of(run)
     rows = []
-    for pair in pairs:
-        messages = heldout_messages(pair, system)
+    for example in heldout:
         rows.append(
-            {
-                "pair_id": pair.pk,
-                "question": pair.question,
-                "reference": pair.answer,
-                "base": generator.generate(messages, config=config).text,
-                "live": generator.generate(messages, adapter=live.name, config=config).text if live else None,
-                "candidate": generator.generate(messages, adapter=run.name, config=config).text,
-            }
+            _answer_heldout(example, system, generator, config, run.name, live.name if live else None)
         )
         TrainingRun.objects.filter(pk=run.pk).update(evaluated=len(rows))
         if progress:
-            progress(len(rows), len(pairs))
+            progress(len(rows), len(heldout))
     return _score_and_gate(run, rows, train_loss, live.name if live else None)
+
+
+def _answer_heldout(
+    example: RunExample,
+    system: str,
+    generator: generation.Generator,
+    config: generation.GenerationConfig,
+    candidate: str,
+    live: str | None,
+) -> dict:
+    """One held-out question answered by the base model, the live adapter and the candidate, all
+    with what retrieval finds for it now (none: the bot's not-covered reply, as it would serve)."""
+    chunks = retrieve(example["question"], contexts.PUBLIC, contexts.NO_SCOPES)
+    messages = heldout_messages(example["question"], chunks, system)
+
+    def ask(adapter: str | None) -> str:
+        if not chunks:
+            return NOT_COVERED
+        return generator.generate(messages, adapter=adapter, config=config).text
+
+    return {
+        "pair_id": example["pair_id"],
+        "question": example["question"],
+        "reference": example["answer"],
+        "context": context_items(context_of(chunks)),
+        "base": ask(None),
+        "live": ask(live) if live else None,
+        "candidate": ask(candidate),
+    }
 
 
 def _score_and_gate(
     run: TrainingRun, rows: list[dict], train_loss: float, live_name: str | None
 ) -> evaluation.GateDecision:
+    """Facts and voice for each answer (stored on its row) and their means; the gate's decision.
+
+    The voice is read from every answer the run has (trained and held out), not the few held out.
+    """
+
     def embed(texts: list[str]) -> np.ndarray:
         return embeddings.embed(settings.EMBEDDING_MODEL, texts)
 
+    profile = VoiceProfile.of(
+        [e["answer"] for e in run.examples if e["context_from"] != ContextFrom.LEFT_OUT]
+    )
     references = [r["reference"] for r in rows]
-    contexts = [
-        [c.text for c in context_chunks(TrainingPair.objects.get(pk=r["pair_id"]).context)] for r in rows
-    ]
-    scores = {
-        who: evaluation.score_answers([r[who] for r in rows], references, contexts, embed)
-        for who in ("base", "candidate") + (("live",) if live_name else ())
-    }
+    retrieved = [[c.text for c in context_chunks(r["context"])] for r in rows]
+    scores = {}
+    for who in ("base", "candidate") + (("live",) if live_name else ()):
+        each = evaluation.score_each([r[who] for r in rows], references, retrieved, embed, profile)
+        for row, answer_scores in zip(rows, each, strict=True):
+            row.setdefault("scores", {})[who] = asdict(answer_scores)
+        scores[who] = evaluation.Scores.mean_of(each)
     decision = evaluation.gate(
-        scores["candidate"], scores.get("live"), scores["base"], margin=settings.PROMOTION_MARGIN
+        scores["candidate"],
+        scores.get("live"),
+        scores["base"],
+        margin=settings.PROMOTION_MARGIN,
+        voice_gain=settings.PROMOTION_VOICE_GAIN,
     )
     TrainingRun.objects.filter(pk=run.pk).update(
         evaluation=rows,
@@ -233,6 +304,8 @@ def _score_and_gate(
             "train_loss": train_loss,
             "heldout": len(rows),
             "live_adapter": live_name,
+            "retrieval": "live",
+            "voice": asdict(profile),
             **{who: asdict(s) for who, s in scores.items()},
             "promoted": decision.promote,
             "reasons": decision.reasons,

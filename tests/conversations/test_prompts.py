@@ -62,9 +62,9 @@ def test_a_pair_is_rendered_alike_for_serving_training_and_evaluation(settings):
     pair = add_correction(answer, "Within 30 minutes, day or night [1].")
     run = TrainingRun.objects.create(name="r1", pair_ids=[pair.pk], system_prompt=system_prompt())
 
-    [example] = runs.examples(run)
+    [example] = runs.training_examples(run)
     trained = training.example_messages(example, example.context)
-    evaluated = runs.heldout_messages(pair, runs.system_prompt_of(run))
+    evaluated = runs.heldout_messages(QUESTION, CHUNKS, runs.system_prompt_of(run))
 
     assert served[0] == {"role": "system", "content": settings.SYSTEM_PROMPT}
     assert "P1 tickets are answered within 30 minutes" in served[-1]["content"]
@@ -82,8 +82,11 @@ def test_a_run_trains_and_is_evaluated_with_the_prompt_it_recorded(settings):
     heldout = TrainingPair.objects.get(pk=run.heldout_ids[0])
 
     assert TrainingRun.objects.get(pk=run.pk).system_prompt == "Be brief."
-    assert {example.system for example in runs.examples(run)} == {"Be brief."}
-    assert runs.heldout_messages(heldout, runs.system_prompt_of(run))[0]["content"] == "Be brief."
+    assert {example.system for example in runs.training_examples(run)} == {"Be brief."}
+    assert (
+        runs.heldout_messages(heldout.question, CHUNKS, runs.system_prompt_of(run))[0]["content"]
+        == "Be brief."
+    )
 
 
 def test_a_run_from_before_prompts_were_recorded_uses_the_rule(settings):

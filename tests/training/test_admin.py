@@ -93,3 +93,72 @@ def test_a_runs_pages_show_the_system_prompt_it_trained_with(admin_client):
     assert "You are HARBOR-BOT." in admin_client.get(change).content.decode()
     page = admin_client.get(reverse("admin:training_trainingrun_evaluation", args=[old.pk])).content.decode()
     assert "Not recorded" in page
+
+
+def test_evaluation_page_shows_rag_live_and_candidate_with_facts_voice_and_the_training_contexts(
+    admin_client,
+):
+    scores = {"similarity": 0.5, "rouge_l": 0.2, "groundedness": 0.6, "length": 30, "key_facts": 0.25}
+    run = TrainingRun.objects.create(
+        name="v5",
+        status="succeeded",
+        pair_ids=[1, 2],
+        heldout_ids=[3],
+        metrics={
+            "promoted": False,
+            "retrieval": "live",
+            "live_adapter": "v4",
+            "reasons": [
+                "facts 0.300 vs 0.500 for the base model with retrieval: worse by 0.200, more than the margin"
+            ],
+            "base": {**scores, "facts": 0.5, "voice": 0.125},
+            "live": {**scores, "facts": 0.45, "voice": 0.875},
+            "candidate": {**scores, "facts": 0.3, "voice": 0.975},
+        },
+        evaluation=[
+            {
+                "question": "What is SEV1?",
+                "reference": "A full outage.",
+                "context": [
+                    {"number": 1, "title": "Severities", "heading": "", "text": "SEV1 is a full outage."}
+                ],
+                "base": "RAG-ANSWER",
+                "live": "LIVE-ANSWER",
+                "candidate": "CANDIDATE-ANSWER",
+                "scores": {
+                    "base": {"facts": 0.61, "voice": 0.25},
+                    "candidate": {"facts": 0.33, "voice": 0.75},
+                },
+            }
+        ],
+        examples=[
+            {
+                "pair_id": 1,
+                "question": "Who pages?",
+                "answer": "PagerDuty.",
+                "context": [{"number": 1, "title": "On-call", "heading": "", "text": "PagerDuty pages."}],
+                "context_from": "retrieval",
+                "heldout": False,
+            },
+            {
+                "pair_id": 3,
+                "question": "What is SEV1?",
+                "answer": "A full outage.",
+                "context": [],
+                "context_from": "pair",
+                "heldout": True,
+            },
+        ],
+    )
+    page = admin_client.get(reverse("admin:training_trainingrun_evaluation", args=[run.pk])).content.decode()
+    for column in (
+        "Base model + retrieval (rag)",
+        "Live adapter + retrieval (v4)",
+        "Candidate + retrieval (both)",
+    ):
+        assert column in page
+    assert "0.975" in page and "0.125" in page  # voice per system
+    assert "facts 0.61 · voice 0.25" in page and "facts 0.33 · voice 0.75" in page  # per answer
+    assert "SEV1 is a full outage." in page  # what retrieval gave the held-out question
+    assert "retrieved for the question" in page and "PagerDuty pages." in page  # a training context
+    assert "1 pair(s) were rejected or went stale" in page

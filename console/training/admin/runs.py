@@ -10,7 +10,7 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from console.training import adapters, runs
-from console.training.models import TrainingRun
+from console.training.models import ContextFrom, TrainingRun
 
 
 @admin.register(TrainingRun)
@@ -53,7 +53,7 @@ class TrainingRunAdmin(admin.ModelAdmin):
         "finished_at",
         "promoted_at",
     ]
-    exclude = ["evaluation"]
+    exclude = ["evaluation", "examples"]
     actions = ["make_live", "retry"]
 
     def has_add_permission(self, request):
@@ -89,13 +89,17 @@ class TrainingRunAdmin(admin.ModelAdmin):
 
     def evaluation_view(self, request: HttpRequest, pk: int) -> HttpResponse:
         run = get_object_or_404(TrainingRun, pk=pk)
+        systems = _systems(run)
         context = {
             **self.admin_site.each_context(request),
             "run": run,
             "opts": self.model._meta,
             "title": f"Evaluation of {run.name}",
-            "rows": run.evaluation,
+            "rows": [{**row, "cells": _cells(row, systems)} for row in run.evaluation],
+            "systems": systems,
             "metrics": run.metrics,
+            "examples": [{**e, "context_label": ContextFrom(e["context_from"]).label} for e in run.examples],
+            "dropped": len(run.pair_ids) + len(run.heldout_ids) - len(run.examples) if run.examples else 0,
         }
         return render(request, "admin/training/trainingrun/evaluation.html", context)
 
@@ -122,7 +126,7 @@ class TrainingRunAdmin(admin.ModelAdmin):
     @admin.display(description="Progress", ordering="progress")
     def progress_bar(self, run: TrainingRun) -> str:
         if run.status == TrainingRun.Status.EVALUATING:
-            total = len(run.heldout_ids)
+            total = run.heldout_count
             return format_html(
                 '<progress max="{}" value="{}"></progress> evaluating: {} of {} questions answered',
                 total,
@@ -168,3 +172,28 @@ class TrainingRunAdmin(admin.ModelAdmin):
     def evaluation_link(self, run: TrainingRun) -> SafeString:
         url = reverse("admin:training_trainingrun_evaluation", args=[run.pk])
         return format_html('<a href="{}">Side-by-side answers ({} questions)</a>', url, len(run.evaluation))
+
+
+SYSTEM_LABELS = {
+    "base": "Base model + retrieval (rag)",
+    "live": "Live adapter + retrieval",
+    "candidate": "Candidate + retrieval (both)",
+}
+
+
+def _systems(run: TrainingRun) -> list[dict]:
+    """The evaluated systems, side by side: label and mean scores. Runs evaluated before live
+    retrieval answered with each pair's stored context, and are labelled so."""
+    live_retrieval = run.metrics.get("retrieval") == "live" or not run.metrics
+    systems = []
+    for who in ("base", "live", "candidate"):
+        label = SYSTEM_LABELS[who] if live_retrieval else who.capitalize()
+        if who == "live":
+            label += f" ({run.metrics.get('live_adapter') or 'none was live'})"
+        systems.append({"who": who, "label": label, "scores": run.metrics.get(who, {})})
+    return systems
+
+
+def _cells(row: dict, systems: list[dict]) -> list[dict]:
+    """One row's answers in the systems' order, each with its own scores where recorded."""
+    return [{"text": row.get(s["who"]), "scores": (row.get("scores") or {}).get(s["who"])} for s in systems]

@@ -61,7 +61,7 @@ class Command(BaseCommand):
             while True:
                 run.refresh_from_db()
                 if run.status == TrainingRun.Status.EVALUATING:
-                    _show_evaluation(bar, run.evaluated, len(run.heldout_ids))
+                    _show_evaluation(bar, run.evaluated, run.heldout_count)
                 else:
                     bar.n = run.progress
                     bar.set_postfix(status=run.status, loss=run.current_loss)
@@ -77,14 +77,19 @@ class Command(BaseCommand):
         for who in ("base", "live", "candidate"):
             if who in metrics:
                 s = metrics[who]
+                key_facts = "—" if s.get("key_facts") is None else f"{s['key_facts']:.3f}"
                 self.stdout.write(
-                    f"  {who:<9} similarity {s['similarity']:.3f}  ROUGE-L {s['rouge_l']:.3f}  "
-                    f"groundedness {s['groundedness']:.3f}  length {s['length']:.0f} words"
+                    f"  {LABELS[who]:<22} facts {s.get('facts', 0):.3f} (similarity {s['similarity']:.3f}, "
+                    f"groundedness {s['groundedness']:.3f}, key facts {key_facts})  "
+                    f"voice {s.get('voice', 0):.3f}  ROUGE-L {s['rouge_l']:.3f}  length {s['length']:.0f} words"
                 )
         for reason in metrics.get("reasons", []):
             self.stdout.write(f"  {reason}")
         verdict = "promoted: it serves now" if run.active else "kept the live adapter"
         self.stdout.write(self.style.SUCCESS(f"Run {run.name} succeeded; {verdict}."))
+
+
+LABELS = {"base": "base model + retrieval", "live": "live adapter", "candidate": "candidate"}
 
 
 def _show_evaluation(bar: tqdm, done: int, total: int) -> None:
