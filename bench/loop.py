@@ -38,6 +38,7 @@ from bench.report import DOCS, ROOT, command, machine_info, markdown_table, prog
 
 PAIRS = ROOT / "examples" / "pairs.jsonl"
 RESULTS = ROOT / "bench" / "results" / "loop.json"
+PARTIAL = ROOT / "bench" / "results" / "loop.partial.json"
 SECTION = "loop"
 MODES = ("prompt", "rag", "adapter", "both")
 VOICE_TARGET = 0.9
@@ -62,7 +63,15 @@ def main() -> None:
     parser.add_argument("--heldout", type=int, default=0, help="answer only the first N held-out questions")
     parser.add_argument("--epochs", type=int, default=0, help="training epochs (default: TRAIN_EPOCHS)")
     parser.add_argument("--pairs", type=int, default=0, help="import only the first N pairs (a smoke run)")
+    parser.add_argument(
+        "--render", type=Path, help="only write the section from a results file (e.g. a partial one)"
+    )
     args = parser.parse_args()
+    if args.render:
+        result = json.loads(args.render.read_text())
+        write_section(DOCS, SECTION, section(result))
+        print(section(result))
+        return
     os.environ.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 1))
     setup_django()
     started = time.monotonic()
@@ -107,19 +116,27 @@ def measure(args: argparse.Namespace) -> dict:
     assert not TrainingPair.objects.exclude(context=[]).exists(), "pairs were imported with a context"
     progress(f"{TrainingPair.objects.count()} pairs imported without context")
 
-    runs = {}
-    for label, context in (("without retrieved context", "stored"), ("with retrieved context", "retrieved")):
-        settings.TRAIN_CONTEXT = context
-        forget_active_adapter()
-        runs[label] = train(args.epochs)
-    forget_active_adapter()
-    return {
+    result: dict = {
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": machine_info(),
         "max_new_tokens": args.max_new_tokens,
-        "runs": runs,
-        "modes": answer_modes(runs, args.heldout),
+        "runs": {},
+        "modes": {},
     }
+    # The run that matters first, each run's modes right after it: a long run cut short still
+    # leaves its numbers in the partial results file.
+    for label, context in (("with retrieved context", "retrieved"), ("without retrieved context", "stored")):
+        settings.TRAIN_CONTEXT = context
+        forget_active_adapter()
+        run = result["runs"][label] = train(args.epochs)
+        systems = [] if result["modes"] else [("prompt", "prompt", None), ("rag", "rag", None)]
+        systems += [(f"adapter, {label}", "adapter", run["name"]), (f"both, {label}", "both", run["name"])]
+        result["modes"].update(answer_modes(systems, run["heldout"], args.heldout))
+        if not args.pairs:
+            PARTIAL.parent.mkdir(parents=True, exist_ok=True)
+            PARTIAL.write_text(json.dumps(result, indent=2) + "\n")
+    forget_active_adapter()
+    return result
 
 
 def train(epochs: int) -> dict:
@@ -156,8 +173,8 @@ def train(epochs: int) -> dict:
     }
 
 
-def answer_modes(runs: dict, limit: int) -> dict:
-    """Each held-out question in each mode, through the answering service; scored per mode."""
+def answer_modes(systems: list[tuple[str, str, str | None]], heldout_ids: list[int], limit: int) -> dict:
+    """Each held-out question in each (name, mode, adapter), through the answering service; scored."""
     from django.conf import settings
 
     from console.conversations import answering
@@ -165,14 +182,10 @@ def answer_modes(runs: dict, limit: int) -> dict:
     from ml import embeddings, evaluation
     from ml.voice import VoiceProfile
 
-    first = next(iter(runs.values()))
-    heldout = list(TrainingPair.objects.filter(pk__in=first["heldout"]).order_by("pk"))
+    heldout = list(TrainingPair.objects.filter(pk__in=heldout_ids).order_by("pk"))
     heldout = heldout[:limit] if limit else heldout
     profile = VoiceProfile.of(list(TrainingPair.objects.values_list("answer", flat=True)))
     ignore = evaluation.voice_words(profile)
-    systems = [("prompt", "prompt", None), ("rag", "rag", None)]
-    for label, run in runs.items():
-        systems += [(f"adapter, {label}", "adapter", run["name"]), (f"both, {label}", "both", run["name"])]
     table = {}
     for name, mode, adapter in systems:
         answers, seconds = [], []

@@ -59,6 +59,10 @@ class TrainingRunAdmin(admin.ModelAdmin):
     def has_add_permission(self, request):
         return False
 
+    def get_queryset(self, request):
+        # A run's snapshot holds every example with its context: megabytes the list never shows.
+        return super().get_queryset(request).defer("examples")
+
     def get_urls(self):
         extra = [
             path("train/", self.admin_site.admin_view(self.train_view), name="training_trainingrun_train"),
