@@ -135,7 +135,7 @@ class DocumentAdmin(admin.ModelAdmin):
         skipped = failed = 0
         with transaction.atomic():
             for upload in data["files"]:
-                registration = indexing.register_file(data["collection"], upload.name, upload.read())
+                registration = indexing.register_stream(data["collection"], upload.name, upload, upload.size)
                 if registration.changed:
                     changed.append(registration.document)
                 elif registration.document.status == Document.Status.FAILED:
