@@ -78,6 +78,26 @@ def context_chunks(items: Any) -> list[ContextChunk]:
     return [ContextChunk.from_item(item) for item in items] if isinstance(items, list) else []
 
 
+PURGED = "[removed: the document was purged]"
+
+
+def redact_context(items: Any, positions: set[int], texts: frozenset[str]) -> list[Any]:
+    """Stored context items with a purged document's title, heading and text replaced by PURGED.
+
+    An item is the document's if it sits at one of `positions` (the document's place in the
+    retrieval) or its text is one of the document's chunk texts (edited or imported rows).
+    """
+    redacted: list[Any] = []
+    for index, item in enumerate(items if isinstance(items, list) else []):
+        text = item.get("text") if isinstance(item, dict) else item
+        if index in positions or (isinstance(text, str) and text.strip() in texts):
+            item = (
+                {**item, "title": PURGED, "heading": "", "text": PURGED} if isinstance(item, dict) else PURGED
+            )
+        redacted.append(item)
+    return redacted
+
+
 @dataclass(frozen=True)
 class Turn:
     """An earlier message of the conversation; role is "user" or "assistant"."""

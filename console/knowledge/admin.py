@@ -13,7 +13,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
-from console.knowledge import indexing
+from console.knowledge import indexing, purging
 from console.knowledge.models import Chunk, Collection, Document
 
 
@@ -95,7 +95,7 @@ class DocumentAdmin(admin.ModelAdmin):
     ]
     list_filter = ["status", "collection"]
     search_fields = ["title", "source", "error"]
-    actions = ["reindex"]
+    actions = ["reindex", "purge"]
     readonly_fields = [
         "content_hash",
         "version",
@@ -156,6 +156,22 @@ class DocumentAdmin(admin.ModelAdmin):
     def reindex(self, request, queryset):
         count = indexing.mark_for_reindex(queryset)
         self.message_user(request, f"Queued {count} document(s) for re-indexing.")
+
+    @admin.action(
+        description="Purge selected documents (delete, and redact their text from answers and pairs)",
+        permissions=["purge"],
+    )
+    def purge(self, request, queryset):
+        count = purging.purge(queryset)
+        self.message_user(
+            request,
+            f"Purged {count} document(s): deleted with their files, and their text redacted from "
+            "recorded answers and training pairs.",
+        )
+
+    def has_purge_permission(self, request) -> bool:
+        """Purging rewrites other apps' records, so it is its own permission, not 'delete'."""
+        return request.user.has_perm("knowledge.purge_document")
 
     @admin.display(description="Document", ordering="title")
     def title_or_source(self, obj: Document) -> str:
