@@ -8,6 +8,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.db import transaction
 from django.db.models import Count, Q
+from django.http import HttpRequest
 from django.shortcuts import redirect, render
 from django.urls import path, reverse
 from django.utils.html import format_html
@@ -169,7 +170,7 @@ class DocumentAdmin(admin.ModelAdmin):
             "recorded answers and training pairs.",
         )
 
-    def has_purge_permission(self, request) -> bool:
+    def has_purge_permission(self, request: HttpRequest) -> bool:
         """Purging rewrites other apps' records, so it is its own permission, not 'delete'."""
         return request.user.has_perm("knowledge.purge_document")
 

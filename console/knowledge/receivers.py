@@ -17,9 +17,10 @@ logger = logging.getLogger(__name__)
 @receiver(post_delete, sender=Document)
 def delete_stored_file(sender: object, instance: Document, **kwargs: Any) -> None:
     """Remove the upload once the deletion commits (a rolled-back delete keeps its file)."""
-    if not instance.file:
+    name = instance.file.name if instance.file else None
+    if not name:
         return
-    storage, name = instance.file.storage, instance.file.name
+    storage = instance.file.storage
 
     def delete() -> None:
         try:
