@@ -190,6 +190,10 @@ BASE_MODEL = os.environ.get("BASE_MODEL", "")
 
 # --- Knowledge base -----------------------------------------------------------------------
 MAX_UPLOAD_MB = env_float("MAX_UPLOAD_MB", 25)
+# Zip bombs: a .docx whose parts unpack to more than this, or that has more entries, is refused.
+MAX_UNPACKED_MB = env_float("MAX_UNPACKED_MB", 200)
+MAX_ARCHIVE_ENTRIES = env_int("MAX_ARCHIVE_ENTRIES", 2000)
+MAX_HTML_DEPTH = env_int("MAX_HTML_DEPTH", 256)  # nesting deeper than this is refused, not parsed
 CHUNK_OVERLAP_TOKENS = env_int("CHUNK_OVERLAP_TOKENS", 32)
 SEARCH_EF = env_int("SEARCH_EF", 100)
 # Weight of the full-text leg in hybrid fusion (the vector leg weighs 1); bench/retrieval.py sweeps it.
@@ -208,6 +212,12 @@ GENERATION_MAX_NEW_TOKENS = env_int("GENERATION_MAX_NEW_TOKENS", 256)
 GENERATION_TEMPERATURE = env_float("GENERATION_TEMPERATURE", 0.0)  # 0: greedy, reproducible
 GENERATION_REPETITION_PENALTY = env_float("GENERATION_REPETITION_PENALTY", 1.1)
 HISTORY_TURNS = env_int("HISTORY_TURNS", 6)
+# The prompt's size in (estimated) tokens: older turns, then lower-ranked chunks, are left out to fit.
+PROMPT_MAX_TOKENS = env_int("PROMPT_MAX_TOKENS", 4096)
+# Longest question and history (characters): /v1 refuses longer ones (400), chat platforms truncate.
+QUESTION_MAX_CHARS = env_int("QUESTION_MAX_CHARS", 4000)
+HISTORY_MAX_CHARS = env_int("HISTORY_MAX_CHARS", 32000)
+API_MAX_BODY_KB = env_int("API_MAX_BODY_KB", 256)  # a /v1 request body over this is refused (413)
 
 # --- Learning loop -------------------------------------------------------------------------
 TRAIN_EPOCHS = env_int("TRAIN_EPOCHS", 3)

@@ -13,7 +13,8 @@ them, so a document can neither close the fence nor open a turn of its own.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+import unicodedata
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypedDict
 
@@ -77,6 +78,26 @@ def context_chunks(items: Any) -> list[ContextChunk]:
     return [ContextChunk.from_item(item) for item in items] if isinstance(items, list) else []
 
 
+PURGED = "[removed: the document was purged]"
+
+
+def redact_context(items: Any, positions: set[int], texts: frozenset[str]) -> list[Any]:
+    """Stored context items with a purged document's title, heading and text replaced by PURGED.
+
+    An item is the document's if it sits at one of `positions` (the document's place in the
+    retrieval) or its text is one of the document's chunk texts (edited or imported rows).
+    """
+    redacted: list[Any] = []
+    for index, item in enumerate(items if isinstance(items, list) else []):
+        text = item.get("text") if isinstance(item, dict) else item
+        if index in positions or (isinstance(text, str) and text.strip() in texts):
+            item = (
+                {**item, "title": PURGED, "heading": "", "text": PURGED} if isinstance(item, dict) else PURGED
+            )
+        redacted.append(item)
+    return redacted
+
+
 @dataclass(frozen=True)
 class Turn:
     """An earlier message of the conversation; role is "user" or "assistant"."""
@@ -85,32 +106,70 @@ class Turn:
     content: str
 
 
-# Control tokens of the common chat templates: <|im_start|>, <|eot_id|>, <s>, </s>, [INST],
-# <<SYS>>, <start_of_turn>, <bos>, ... and our own fence tags (<documents>, </document >, ...).
+# Control tokens of the common chat templates, matched on NFKC-folded text (so `＜|im_start|＞` and
+# DeepSeek's `<｜User｜>` count): <|im_start|>, <|eot_id|>, <|start_header_id|>, <s>, </s>, <bos>,
+# <start_of_turn>, <file_sep> (any <word_word>), [INST], [SYSTEM_PROMPT], <<SYS>>, and our own fence
+# tags (<documents>, </document   \n >, `</documents` left open). HTML tags have no underscore and
+# are not in the word list, so `<b>` and `<p>` stay as they are.
+_TOKEN_WORDS = "s|bos|eos|pad|unk|mask|sep|cls|documents?|think|reponame|filename|system|user|assistant|tool"
 _CONTROL_TOKEN = re.compile(
-    r"<\|[^<>|\n]{1,40}\|>"
-    r"|<\s*/?\s*(?:s|bos|eos|pad|unk|start_of_turn|end_of_turn|documents?)\b[^<>\n]{0,40}>"
-    r"|\[\s*/?\s*(?:INST|SYS)\s*\]"
+    r"<\|[^<>|\n]{0,60}\|>"
+    rf"|<\s*/?\s*(?:{_TOKEN_WORDS}|[a-z][a-z0-9]*(?:_[a-z0-9]+)+)(?![\w-])(?:[^<>]{{0,200}}>)?"
+    r"|\[\s*/?\s*(?:INST|SYS|[A-Z]+(?:_[A-Z]+)+)\s*\]"
     r"|<</?SYS>>",
     re.IGNORECASE,
 )
-# A line that reads like a transcript turn: "System:", "### Instruction:", "<b>Assistant</b>:" is
-# left alone (it has no colon right after the role word).
+# A line that reads like a transcript turn or a staged question: "System:", "### Instruction:",
+# "» Question:" (any few non-letters may lead). "<b>Assistant</b>:" is left alone (no colon right
+# after the role word). A line
+# starts after any break a model may read as one (\r, U+2028, ...), not only after \n.
 _ROLE_LINE = re.compile(
-    r"^(?P<lead>[ \t>#*_-]*)"
-    r"(?P<role>system|user|assistant|human|ai|bot|model|instruction|instructions|input|response|developer)"
+    r"(?:^|(?<=[\n\r\x0b\x0c\x85\u2028\u2029]))"
+    r"(?P<lead>(?:[^\w\n\r\x0b\x0c\x85\u2028\u2029]|_){0,16})"
+    r"(?P<role>system|user|assistant|human|ai|bot|model|instructions?|input|response|developer|tool"
+    r"|question|answer|context|documents?)"
     r"(?P<gap>[ \t*_]*):",
-    re.IGNORECASE | re.MULTILINE,
+    re.IGNORECASE,
 )
 _LOOKALIKES = str.maketrans({"<": "‹", ">": "›", "[": "⟦", "]": "⟧", "|": "¦"})
+_ROLE_COLON = "꞉"  # U+A789: reads as a colon, matches no role pattern or template
 _CITATION = re.compile(r"\[(\d+(?:\s*[,;]\s*\d+)*)\]")
 _WHITESPACE = re.compile(r"\s+")
 
 
+def _folded(text: str) -> tuple[str, list[int]]:
+    """`text` NFKC-normalised character by character, and for each folded character the index of
+    the original one it came from, so a match found in the folded text can be replaced in `text`."""
+    if text.isascii():
+        return text, list(range(len(text)))
+    pieces = [unicodedata.normalize("NFKC", char) for char in text]
+    origin = [index for index, piece in enumerate(pieces) for _ in piece]
+    return "".join(pieces), origin
+
+
+def _replace_folded(text: str, pattern: re.Pattern[str], replace: Callable[[re.Match[str]], str]) -> str:
+    """Replace each match of `pattern` in the folded text over the original characters it covers."""
+    folded, origin = _folded(text)
+    out, done = [], 0
+    for match in pattern.finditer(folded):
+        if match.end() == match.start():
+            continue
+        start, end = origin[match.start()], origin[match.end() - 1] + 1
+        if start < done:  # two matches folded from one original character
+            continue
+        out += [text[done:start], replace(match)]
+        done = end
+    return "".join(out) + text[done:]
+
+
 def neutralise(text: str) -> str:
-    """Defang control tokens, fence tags and role lines; all other text is kept as it is."""
-    text = _CONTROL_TOKEN.sub(lambda m: m.group(0).translate(_LOOKALIKES), text)
-    return _ROLE_LINE.sub(lambda m: f"{m['lead']}{m['role']}{m['gap']}꞉", text)
+    """Defang control tokens, fence tags and role lines in untrusted text; keep all else as it is.
+
+    Matching runs on NFKC-folded text, so full-width and compatibility look-alikes of a marker are
+    caught too; the marker is rewritten (folded) with look-alikes no tokenizer or template reads.
+    """
+    text = _replace_folded(text, _CONTROL_TOKEN, lambda m: m.group(0).translate(_LOOKALIKES))
+    return _replace_folded(text, _ROLE_LINE, lambda m: m.group(0)[:-1] + _ROLE_COLON)
 
 
 def _one_line(text: str) -> str:
@@ -159,6 +218,50 @@ def build_messages(
         content = question_text
     messages.append({"role": "user", "content": content})
     return messages
+
+
+# Each message costs a few tokens of template around its content (role header, end-of-turn).
+MESSAGE_OVERHEAD_TOKENS = 8
+
+
+def estimate_tokens(text: str) -> int:
+    """A cautious token count with no tokenizer at hand: one token per three UTF-8 bytes.
+
+    BPE tokenizers average about four bytes a token on English and one token a character (three
+    bytes) on CJK, so this over-counts rather than under-counts: a prompt it fits, fits.
+    """
+    return -(-len(text.encode("utf-8")) // 3)
+
+
+def fit_to_budget(
+    system: str,
+    chunks: Sequence[ContextChunk],
+    history: Sequence[Turn],
+    question: str,
+    *,
+    max_tokens: int,
+    count_tokens: Callable[[str], int] = estimate_tokens,
+) -> tuple[list[ContextChunk], list[Turn]]:
+    """The chunks and history that fit in `max_tokens` together with the system prompt and question.
+
+    The oldest turns go first (a user turn with the assistant's reply to it), then the
+    lowest-ranked chunks; the system prompt and the question always stay, so an oversized prompt
+    loses evidence, never the thing asked.
+    """
+    kept_chunks, kept_history = list(chunks), list(history)
+
+    def size() -> int:
+        messages = build_messages(system, kept_chunks, kept_history, question)
+        return sum(count_tokens(m["content"]) + MESSAGE_OVERHEAD_TOKENS for m in messages)
+
+    while (kept_history or kept_chunks) and size() > max_tokens:
+        if kept_history:
+            kept_history.pop(0)
+            while kept_history and kept_history[0].role != "user":
+                kept_history.pop(0)
+        else:
+            kept_chunks.pop()
+    return kept_chunks, kept_history
 
 
 def citation_numbers(text: str, n_chunks: int) -> list[int]:

@@ -22,10 +22,12 @@ import aiohttp
 import discord
 from discord import app_commands
 from discord.ext import commands
+from django.conf import settings
 from django.core.exceptions import ObjectDoesNotExist
 from django.db import close_old_connections
 
 from bots.discord.format import answer_messages, strip_mention, vote_value
+from bots.text import clean_question
 from console.conversations.answering import ChannelDisabled, answer
 from console.conversations.threads import answer_for_message, attach_message, thread_history
 from console.conversations.votes import record_feedback, withdraw_feedback
@@ -150,10 +152,12 @@ def vote_view(answer_id: int) -> discord.ui.View:
     return view
 
 
-async def deliver(reply: Answer, send_first: Callable[..., Any], send_rest: Callable[..., Any]) -> None:
+async def deliver(
+    reply: Answer, send_first: Callable[..., Any], send_rest: Callable[..., Any], *, note: str = ""
+) -> None:
     """Send an answer in pieces within Discord's limit, the last one with the vote buttons, and
     remember that last message so reactions on it find the answer."""
-    messages = answer_messages(reply.text, reply.sources)
+    messages = answer_messages(reply.text, reply.sources, note=note)
     sent = None
     for number, content in enumerate(messages, 1):
         extra = {"view": vote_view(reply.pk)} if number == len(messages) else {}
@@ -176,6 +180,7 @@ class Answering(commands.Cog):
     @app_commands.describe(question="What do you want to know?")
     async def ask_slash(self, interaction: discord.Interaction, question: str) -> None:
         await interaction.response.defer(thinking=True)  # Discord wants a response within 3 s
+        question, note = clean_question(question, settings.QUESTION_MAX_CHARS)
         place = where(interaction.channel, interaction.channel_id, interaction.guild_id)
         try:
             reply = await _off_loop(_ask, question, place, interaction.user.id)
@@ -187,7 +192,7 @@ class Answering(commands.Cog):
             await interaction.followup.send(FAILED, ephemeral=True)
             return
         follow_up = functools.partial(interaction.followup.send, wait=True)
-        await deliver(reply, follow_up, follow_up)
+        await deliver(reply, follow_up, follow_up, note=note)
 
     @commands.Cog.listener()
     async def on_message(self, message: discord.Message) -> None:
@@ -204,7 +209,8 @@ class Answering(commands.Cog):
 
     async def answer_message(self, message: discord.Message, question: str) -> None:
         """Answer in a reply to `message`; the last piece carries the sources and the vote buttons."""
-        if not question.strip():
+        question, note = clean_question(question, settings.QUESTION_MAX_CHARS)
+        if not question:
             await message.reply(USAGE, mention_author=False)
             return
         place = where(message.channel, message.channel.id, message.guild.id if message.guild else None)
@@ -218,7 +224,8 @@ class Answering(commands.Cog):
             logger.exception("discord question failed in %s", place)
             await message.reply(FAILED, mention_author=False)
             return
-        await deliver(reply, functools.partial(message.reply, mention_author=False), message.channel.send)
+        reply_to = functools.partial(message.reply, mention_author=False)
+        await deliver(reply, reply_to, message.channel.send, note=note)
 
     @commands.Cog.listener()
     async def on_raw_reaction_add(self, payload: discord.RawReactionActionEvent) -> None:

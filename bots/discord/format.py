@@ -6,9 +6,9 @@ Plain functions over plain data (an Answer's text and its `sources` list), so th
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
-from bots.text import split_text
+from bots.text import rewrite_links, source_hosts, split_text, strip_control_characters
 from console.conversations.models import SourceRef
 
 MESSAGE_LIMIT = 2000  # Discord rejects longer message content
@@ -37,7 +37,22 @@ def source_link(source: SourceRef) -> str:
     return title
 
 
+def safe_links(text: str, sources: Sequence[SourceRef]) -> str:
+    """The model's text with control characters stripped and only links to a source's host kept;
+    any other link shows as code (Discord links no URL inside code)."""
+
+    def plain(label: str, url: str) -> str:
+        return f"`{url}`" if label == url else f"{label} (`{url}`)"
+
+    def link(label: str, url: str) -> str:
+        return url if label == url else f"[{label.replace('[', '(').replace(']', ')')}]({url})"
+
+    return rewrite_links(strip_control_characters(text), source_hosts(sources), link=link, plain=plain)
+
+
 def render_answer(text: str, sources: Iterable[SourceRef]) -> str:
+    sources = list(sources)
+    text = safe_links(text, sources)
     links = [source_link(s) for s in sources]
     if not links:
         return text
@@ -49,6 +64,8 @@ def split_message(text: str, limit: int = MESSAGE_LIMIT) -> list[str]:
     return split_text(text, limit)
 
 
-def answer_messages(text: str, sources: Iterable[SourceRef]) -> list[str]:
-    """The messages that carry one answer: the text, then its sources, each within Discord's limit."""
-    return split_message(render_answer(text, sources))
+def answer_messages(text: str, sources: Iterable[SourceRef], *, note: str = "") -> list[str]:
+    """The messages that carry one answer: the note for the asker (their question was cut) in
+    italics, the text, then its sources, each within Discord's limit."""
+    rendered = render_answer(text, sources)
+    return split_message(f"*{note}*\n\n{rendered}" if note else rendered)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import re
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 
 from django.conf import settings
@@ -22,6 +22,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry import RateLimitErrorRetryHandler, default_retry_handlers
 
 from bots.slack import blocks
+from bots.text import clean_question
 from console.conversations import answering
 from console.conversations.deliveries import first_delivery
 from console.conversations.threads import answer_for_message, attach_message, thread_history
@@ -45,6 +46,7 @@ class Question:
     workspace: str = ""
     thread: str | None = ""  # the thread replied in; "": none (a DM); None: the reply starts one (/ask)
     asked: str = ""  # a line quoting the question above the answer (/ask)
+    note: str = ""  # told to the asker above the answer (their question was cut to the limit)
 
 
 @cache
@@ -134,7 +136,7 @@ def on_ask(ack, command, client, respond):
         user=command["user_id"],
         workspace=command.get("team_id", ""),
         thread=None,
-        asked=f"<@{command['user_id']}> asked: {blocks.escape(question)}",
+        asked=f"<@{command['user_id']}> asked: {blocks.escape(clean_question(question, 500)[0])}",
     )
     try:
         if not start_answer(client, asked):
@@ -212,6 +214,8 @@ def start_answer(client: WebClient, question: Question) -> bool:
     if not answering.channel_config(PLATFORM, question.channel).enabled:
         logger.info("slack %s: switched off, question not answered", question.channel)
         return False
+    text, note = clean_question(question.text, settings.QUESTION_MAX_CHARS)
+    question = replace(question, text=text, note=note)
     if not question.text:
         client.chat_postMessage(channel=question.channel, thread_ts=question.thread or None, text=blocks.HINT)
         return True
@@ -238,7 +242,9 @@ def _answer_and_reply(client: WebClient, question: Question, placeholder: str) -
             history=thread_history(PLATFORM, question.channel, thread),
         )
         attach_message(reply, placeholder)
-        messages = blocks.answer_messages(reply.pk, reply.text, reply.sources, asked=question.asked)
+        messages = blocks.answer_messages(
+            reply.pk, reply.text, reply.sources, asked=question.asked, note=question.note
+        )
         client.chat_update(channel=question.channel, ts=placeholder, **messages[0])
         for more in messages[1:]:
             client.chat_postMessage(channel=question.channel, thread_ts=thread or None, **more)

@@ -10,7 +10,7 @@ import json
 import re
 from collections.abc import Sequence
 
-from bots.text import split_text
+from bots.text import rewrite_links, source_hosts, split_text, strip_control_characters
 from console.conversations.models import SourceRef
 
 SECTION_LIMIT = 3000
@@ -26,7 +26,6 @@ REASON_BLOCK = "reason"
 BETTER_BLOCK = "better_answer"
 INPUT = "text"
 
-_MD_LINK = re.compile(r"\[([^\]\n]+)\]\((https?://[^)\s|>]+)\)")
 _MD_BOLD = re.compile(r"\*\*(.+?)\*\*|__(.+?)__")
 _MD_STRIKE = re.compile(r"~~(.+?)~~")
 _MD_HEADING = re.compile(r"^#{1,6}\s+(.+?)\s*#*$", re.MULTILINE)
@@ -38,14 +37,28 @@ def escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def to_mrkdwn(markdown: str) -> str:
-    """The model writes Markdown; Slack reads mrkdwn (*bold*, <url|text>, no headings)."""
-    text = _MD_LINK.sub(lambda m: f"\x00{m.group(2)}\x01{m.group(1)}\x02", markdown)
+def to_mrkdwn(markdown: str, allowed_hosts: frozenset[str] = frozenset()) -> str:
+    """The model writes Markdown; Slack reads mrkdwn (*bold*, <url|text>, no headings).
+
+    Control characters go first (the link placeholders below are control characters), and only
+    links to `allowed_hosts` (the answer's sources) stay links; others show as code, unclickable.
+    """
+    text = rewrite_links(
+        strip_control_characters(markdown),
+        allowed_hosts,
+        link=lambda label, url: f"\x00{url}\x01{label.replace('|', '¦')}\x02",
+        plain=_plain_link,
+    )
     text = escape(text).replace("\x00", "<").replace("\x01", "|").replace("\x02", ">")
     text = _MD_HEADING.sub(lambda m: f"*{m.group(1)}*", text)
     text = _MD_BULLET.sub(lambda m: f"{m.group(1)}• ", text)
     text = _MD_BOLD.sub(lambda m: f"*{m.group(1) or m.group(2)}*", text)
     return _MD_STRIKE.sub(r"~\1~", text)
+
+
+def _plain_link(label: str, url: str) -> str:
+    """A link that is not to a source, as text: the URL in code, which Slack never links."""
+    return f"`{url}`" if label == url else f"{label} (`{url}`)"
 
 
 def source_link(source: SourceRef) -> str:
@@ -77,18 +90,23 @@ def vote_buttons(answer_id: int) -> dict:
 
 
 def answer_messages(
-    answer_id: int, text: str, sources: Sequence[SourceRef], *, asked: str = ""
+    answer_id: int, text: str, sources: Sequence[SourceRef], *, asked: str = "", note: str = ""
 ) -> list[dict]:
     """Chat messages (`text` fallback and `blocks`) for an answer: the first replaces the placeholder.
 
-    `asked` is a line quoting the question (for /ask, whose text Slack does not show to others).
-    Sources and the vote buttons close the last message.
+    `asked` is a line quoting the question (for /ask, whose text Slack does not show to others);
+    `note` a line for the asker (their question was cut). Sources and the vote buttons close the
+    last message.
     """
     blocks: list[dict] = []
-    if asked:
-        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": asked[:SECTION_LIMIT]}]})
-    pieces = split_text(to_mrkdwn(text), SECTION_LIMIT)
-    blocks += [{"type": "section", "text": {"type": "mrkdwn", "text": piece}} for piece in pieces]
+    for line in (asked, escape(note)):
+        if line:
+            blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": line[:SECTION_LIMIT]}]})
+    pieces = split_text(to_mrkdwn(text, source_hosts(sources)), SECTION_LIMIT)
+    # verbatim: Slack turns no bare URL, #channel or @mention of the model's text into a link.
+    blocks += [
+        {"type": "section", "text": {"type": "mrkdwn", "text": piece, "verbatim": True}} for piece in pieces
+    ]
     if sources:
         blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": sources_line(sources)}]})
     blocks.append(vote_buttons(answer_id))

@@ -30,6 +30,7 @@ from ml.prompting import (
     build_messages,
     citation_numbers,
     context_items,
+    fit_to_budget,
 )
 
 logger = logging.getLogger(__name__)
@@ -203,6 +204,7 @@ def answer(
         chunks = retrieve(question, config, scopes, clock)
         if not chunks:
             return _record(asked, question, NOT_COVERED, mode, None, [], None, clock)
+    chunks, history = within_budget(question, chunks, history, config)
     adapter = live if mode in (Mode.ADAPTER, Mode.BOTH) else None
     try:
         result = _generate(question, chunks, history, config, adapter, clock, on_delta)
@@ -247,6 +249,28 @@ def messages_for(
     """What the model is asked: the channel's system prompt, the retrieved chunks, recent history."""
     recent = list(history)[-settings.HISTORY_TURNS :]
     return build_messages(system_prompt(config.persona), context_of(chunks), recent, question)
+
+
+def within_budget(
+    question: str, chunks: Sequence[SearchResult], history: Sequence[Turn], config: ChannelConfig
+) -> tuple[list[SearchResult], list[Turn]]:
+    """The chunks and recent turns that fit PROMPT_MAX_TOKENS with the question (which always stays).
+
+    Dropped chunks are the lowest-ranked, so the recorded context is exactly what the model saw.
+    """
+    recent = list(history)[-settings.HISTORY_TURNS :]
+    kept, recent = fit_to_budget(
+        system_prompt(config.persona),
+        context_of(chunks),
+        recent,
+        question,
+        max_tokens=settings.PROMPT_MAX_TOKENS,
+    )
+    if len(kept) < len(chunks):
+        logger.info(
+            "prompt over %s tokens: %d of %d chunks kept", settings.PROMPT_MAX_TOKENS, len(kept), len(chunks)
+        )
+    return list(chunks[: len(kept)]), recent
 
 
 def context_of(chunks: Sequence[SearchResult]) -> list[ContextChunk]:

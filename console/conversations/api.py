@@ -205,6 +205,7 @@ def parse_chat_request(body: bytes) -> ChatRequest:
         for index, message in enumerate(messages[: asked[-1]])
         if message["role"] in HISTORY_ROLES and (text := message_text(message, index).strip())
     ]
+    check_sizes(question, history, asked[-1])
     model = data.get("model", DEFAULT_MODEL)
     stream = data.get("stream") or False
     options = data.get("stream_options") or {}
@@ -218,9 +219,48 @@ def parse_chat_request(body: bytes) -> ChatRequest:
     return ChatRequest(question, history, model, stream, bool(options.get("include_usage")), user)
 
 
+def check_sizes(question: str, history: list[Turn], index: int) -> None:
+    """ApiError 400 for a question or history over its limit, with the limit in the message."""
+    limit = settings.QUESTION_MAX_CHARS
+    if len(question) > limit:
+        raise ApiError(
+            400,
+            f"The question (the last user message) is {len(question):,} characters; the limit is "
+            f"{limit:,} (QUESTION_MAX_CHARS). Shorten it.",
+            param=f"messages[{index}].content",
+            code="question_too_long",
+        )
+    size, limit = sum(len(turn.content) for turn in history), settings.HISTORY_MAX_CHARS
+    if size > limit:
+        raise ApiError(
+            400,
+            f"The earlier messages add up to {size:,} characters; the limit is {limit:,} "
+            "(HISTORY_MAX_CHARS). Send fewer or shorter earlier messages.",
+            param="messages",
+            code="history_too_long",
+        )
+
+
+def request_body(request: HttpRequest) -> bytes:
+    """The body, refused with 413 before it is read when its declared length is over API_MAX_BODY_KB."""
+    limit = settings.API_MAX_BODY_KB * 1024
+    try:
+        declared = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        raise ApiError(400, "The Content-Length header is not a number.") from None
+    if declared > limit:
+        raise ApiError(
+            413,
+            f"The request body is {declared:,} bytes; the limit is {limit:,} bytes "
+            f"(API_MAX_BODY_KB={settings.API_MAX_BODY_KB}). Send a shorter conversation.",
+            code="request_too_large",
+        )
+    return request.body
+
+
 @api_view("POST")
 def chat_completions(request: HttpRequest, api_key: ApiKey) -> HttpResponseBase:
-    chat = parse_chat_request(request.body)
+    chat = parse_chat_request(request_body(request))
     mode, adapter_name = model_choice(chat.model)
     ask: dict[str, Any] = dict(
         platform=Platform.API,

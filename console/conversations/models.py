@@ -6,6 +6,8 @@ from typing import TypedDict
 
 from django.db import models
 
+from ml.prompting import PURGED, redact_context
+
 
 class Mode(models.TextChoices):
     PROMPT = "prompt", "Prompt only (no retrieval, no adapter)"
@@ -101,6 +103,21 @@ class Answer(models.Model):
 
     def __str__(self) -> str:
         return self.question[:80]
+
+    def redact_document(self, document_id: int, texts: frozenset[str]) -> None:
+        """A purged document leaves no copy here: its context items and its sources are redacted.
+
+        `retrieved`, `context` and the sources' [n] numbers share one order, the retrieval's.
+        """
+        positions = {i for i, hit in enumerate(self.retrieved) if hit.get("document_id") == document_id}
+        self.context = redact_context(self.context, positions, texts)
+        self.sources = [
+            {**source, "document": PURGED, "source": "", "heading": ""}
+            if source.get("number", 0) - 1 in positions
+            else source
+            for source in self.sources
+        ]
+        self.save(update_fields=["context", "sources"])
 
 
 class Feedback(models.Model):

@@ -8,12 +8,13 @@ from django import forms
 from django.contrib import admin, messages
 from django.db import transaction
 from django.db.models import Count, Q
+from django.http import HttpRequest
 from django.shortcuts import redirect, render
 from django.urls import path, reverse
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
-from console.knowledge import indexing
+from console.knowledge import indexing, purging
 from console.knowledge.models import Chunk, Collection, Document
 
 
@@ -95,7 +96,7 @@ class DocumentAdmin(admin.ModelAdmin):
     ]
     list_filter = ["status", "collection"]
     search_fields = ["title", "source", "error"]
-    actions = ["reindex"]
+    actions = ["reindex", "purge"]
     readonly_fields = [
         "content_hash",
         "version",
@@ -135,7 +136,7 @@ class DocumentAdmin(admin.ModelAdmin):
         skipped = failed = 0
         with transaction.atomic():
             for upload in data["files"]:
-                registration = indexing.register_file(data["collection"], upload.name, upload.read())
+                registration = indexing.register_stream(data["collection"], upload.name, upload, upload.size)
                 if registration.changed:
                     changed.append(registration.document)
                 elif registration.document.status == Document.Status.FAILED:
@@ -156,6 +157,22 @@ class DocumentAdmin(admin.ModelAdmin):
     def reindex(self, request, queryset):
         count = indexing.mark_for_reindex(queryset)
         self.message_user(request, f"Queued {count} document(s) for re-indexing.")
+
+    @admin.action(
+        description="Purge selected documents (delete, and redact their text from answers and pairs)",
+        permissions=["purge"],
+    )
+    def purge(self, request, queryset):
+        count = purging.purge(queryset)
+        self.message_user(
+            request,
+            f"Purged {count} document(s): deleted with their files, and their text redacted from "
+            "recorded answers and training pairs.",
+        )
+
+    def has_purge_permission(self, request: HttpRequest) -> bool:
+        """Purging rewrites other apps' records, so it is its own permission, not 'delete'."""
+        return request.user.has_perm("knowledge.purge_document")
 
     @admin.display(description="Document", ordering="title")
     def title_or_source(self, obj: Document) -> str:

@@ -7,6 +7,7 @@ import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import django_rq
 import numpy as np
@@ -20,11 +21,17 @@ from console.knowledge.signals import document_changed
 from ml import embeddings
 from ml.chunking import Chunk as ChunkPiece
 from ml.chunking import chunk_document
-from ml.parsing import SUPPORTED_EXTENSIONS, ParseError, parse_document
+from ml.parsing import SUPPORTED_EXTENSIONS, ParseError, ParseLimits, parse_document
 
 logger = logging.getLogger(__name__)
 
 Progress = Callable[[int, int], None]
+
+
+class Readable(Protocol):
+    """An open file or an upload: what register_stream reads from."""
+
+    def read(self, size: int = ..., /) -> bytes: ...
 
 
 @dataclass(frozen=True)
@@ -37,6 +44,14 @@ class Registration:
 
 def max_upload_bytes() -> int:
     return int(settings.MAX_UPLOAD_MB * 1024 * 1024)
+
+
+def parse_limits() -> ParseLimits:
+    return ParseLimits(
+        max_unpacked_bytes=int(settings.MAX_UNPACKED_MB * 1024 * 1024),
+        max_archive_entries=settings.MAX_ARCHIVE_ENTRIES,
+        max_html_depth=settings.MAX_HTML_DEPTH,
+    )
 
 
 def is_supported(path: Path) -> bool:
@@ -72,9 +87,39 @@ def register_file(collection: Collection, source: str, data: bytes, *, title: st
     return Registration(document, changed=True)
 
 
+def register_stream(
+    collection: Collection, source: str, stream: Readable, size: int | None = None, *, title: str = ""
+) -> Registration:
+    """register_file for an upload or an open file, reading no more than MAX_UPLOAD_MB + 1 byte.
+
+    A known `size` over the limit is refused without reading at all; an unknown one is read up to
+    one byte past the limit, which is enough to know.
+    """
+    limit = max_upload_bytes()
+    data = b"" if size is not None and size > limit else stream.read(limit + 1)
+    if size is not None and size > limit or len(data) > limit:
+        return register_failure(
+            collection, source, _too_large_message(size if size is not None else len(data))
+        )
+    return register_file(collection, source, data, title=title)
+
+
+def register_failure(collection: Collection, source: str, reason: str) -> Registration:
+    """A file that could not be taken in (too large, unreadable) becomes a failed document with the
+    reason, so it shows in the admin beside the others; its previous chunks, if any, stay."""
+    with transaction.atomic():
+        document, _ = Document.objects.select_for_update().get_or_create(collection=collection, source=source)
+        document.content_hash = ""  # whatever comes next is new content
+        document.save(update_fields=["content_hash", "updated_at"])
+        document.fail(reason)
+    logger.warning("document %s (%s) refused: %s", document.pk, source, reason)
+    return Registration(document, changed=False)
+
+
 def _too_large_message(size: int) -> str:
+    over = "over" if size > max_upload_bytes() + 1 else "more than"
     return (
-        f"The file is {size / 1024 / 1024:.1f} MB, over the {settings.MAX_UPLOAD_MB:g} MB limit "
+        f"The file is {size / 1024 / 1024:.1f} MB, {over} the {settings.MAX_UPLOAD_MB:g} MB limit "
         "(MAX_UPLOAD_MB). Split it into smaller files or raise the limit."
     )
 
@@ -141,30 +186,52 @@ def index_documents(document_ids: Sequence[int], *, progress: Progress | None = 
         status=Document.Status.INDEXING, progress=0, error=""
     )
     parsed = [item for item in map(_parse_and_chunk, todo) if item]
-    try:
-        pieces = [piece for item in parsed for piece in item.pieces]
-        vectors = embed_pieces(pieces, _progress_reporter([item.document.pk for item in parsed], progress))
-    except Exception as err:
-        for item in parsed:
-            _fail(item.document, _unexpected(err))
-        raise
-    start = 0
-    for item in parsed:
-        end = start + len(item.pieces)
+    for item, vectors in _embedded(parsed, progress):
         try:
-            replace_chunks(item.document.pk, item.title, item.pieces, vectors[start:end])
+            replace_chunks(item.document.pk, item.title, item.pieces, vectors)
         except Exception as err:
             logger.exception("storing the chunks of document %s failed", item.document.pk)
             _fail(item.document, _unexpected(err))
-        start = end
     documents = Document.objects.in_bulk(document_ids)
     return [documents[pk] for pk in document_ids if pk in documents]
+
+
+def _embedded(parsed: list[_Parsed], progress: Progress | None) -> Iterator[tuple[_Parsed, np.ndarray]]:
+    """Each document with its chunks' vectors: one embedding pass for the batch, and if that
+    fails, one pass per document, so a document that breaks the embedder fails alone."""
+    reporter = _progress_reporter([item.document.pk for item in parsed], progress)
+    try:
+        vectors = embed_pieces([piece for item in parsed for piece in item.pieces], reporter)
+    except Exception:
+        if len(parsed) == 1:
+            _fail(parsed[0].document, "Embedding its chunks failed; see the worker's log. Try re-indexing.")
+            raise
+        logger.exception("embedding a batch of %d documents failed; embedding them one by one", len(parsed))
+        yield from _embedded_one_by_one(parsed)
+        return
+    start = 0
+    for item in parsed:
+        yield item, vectors[start : start + len(item.pieces)]
+        start += len(item.pieces)
+
+
+def _embedded_one_by_one(parsed: list[_Parsed]) -> Iterator[tuple[_Parsed, np.ndarray]]:
+    for item in parsed:
+        try:
+            vectors = embed_pieces(item.pieces)
+        except Exception as err:
+            logger.exception("embedding document %s failed", item.document.pk)
+            _fail(item.document, _unexpected(err))
+            continue
+        yield item, vectors
 
 
 def _parse_and_chunk(document: Document) -> _Parsed | None:
     """One document's chunks, or None with the document marked failed."""
     try:
-        parsed = parse_document(document.source, _read(document), max_bytes=max_upload_bytes())
+        parsed = parse_document(
+            document.source, _read(document), max_bytes=max_upload_bytes(), limits=parse_limits()
+        )
         pieces = chunk_document(
             parsed,
             embeddings.token_counter(settings.EMBEDDING_MODEL),

@@ -45,7 +45,7 @@ def register_paths(collection: Collection, paths: list[Path], summary: IngestSum
         if not indexing.is_supported(file) and not explicit:
             summary.ignored[file.suffix.lower() or "(no extension)"] += 1
             continue
-        registration = indexing.register_file(collection, source, file.read_bytes())
+        registration = _register(collection, file, source)
         document = registration.document
         if registration.changed:
             pending.append(document)
@@ -54,6 +54,19 @@ def register_paths(collection: Collection, paths: list[Path], summary: IngestSum
         else:
             summary.skipped.append(document)
     return pending
+
+
+def _register(collection: Collection, file: Path, source: str) -> indexing.Registration:
+    """One file registered, reading no more than the upload limit; an unreadable file fails alone."""
+    try:
+        with file.open("rb") as handle:
+            return indexing.register_stream(collection, source, handle, file.stat().st_size)
+    except OSError as err:
+        return indexing.register_failure(
+            collection,
+            source,
+            f"The file could not be read ({err.strerror or err}): check it and ingest again.",
+        )
 
 
 def index_now(

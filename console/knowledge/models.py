@@ -65,6 +65,12 @@ class Document(models.Model):
 
     class Meta:
         ordering = ["-updated_at"]
+        permissions = [
+            (
+                "purge_document",
+                "Can purge documents: delete them and redact their text from answers and pairs",
+            ),
+        ]
         constraints = [
             models.UniqueConstraint(fields=["collection", "source"], name="document_unique_source"),
             models.CheckConstraint(condition=models.Q(progress__lte=100), name="document_progress_percent"),

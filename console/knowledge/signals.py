@@ -4,3 +4,7 @@ from django.dispatch import Signal
 
 # Sent with document_id and version (None when the document was deleted) after its chunks change.
 document_changed = Signal()
+
+# Sent with document_id and texts (its chunks' texts, stripped) inside the transaction that purges
+# it, before the row goes: receivers redact that text wherever they stored a copy.
+document_purged = Signal()

@@ -9,7 +9,7 @@ from typing import Any, TypedDict
 from django.db import models
 from django.utils import timezone
 
-from ml.prompting import ContextItem
+from ml.prompting import ContextItem, redact_context
 
 
 class ContextFrom(models.TextChoices):
@@ -207,3 +207,17 @@ class TrainingPair(models.Model):
 
     def __str__(self) -> str:
         return self.question[:80]
+
+    def redact_document(self, document_id: int, texts: frozenset[str]) -> None:
+        """A purged document's text leaves this pair's context (it stays flagged stale).
+
+        Feedback pairs list their documents in their context's order; when the lengths differ
+        (imports), every item of a pair citing the document goes, as does any item with its text.
+        """
+        cited = [entry.get("document_id") == document_id for entry in self.documents]
+        if len(cited) == len(self.context):
+            positions = {index for index, hit in enumerate(cited) if hit}
+        else:
+            positions = set(range(len(self.context))) if any(cited) else set()
+        self.context = redact_context(self.context, positions, texts)
+        self.save(update_fields=["context", "updated_at"])

@@ -6,6 +6,7 @@ Text is PII-scrubbed before a pair is stored; nothing trains until a curator app
 from __future__ import annotations
 
 from django.db import transaction
+from django.db.models import Q
 
 from console.conversations.models import Answer
 from console.training.models import TrainingPair
@@ -86,3 +87,15 @@ def mark_stale(document_id: int, version: int | None) -> int:
         if any(d["document_id"] == document_id and d["version"] != version for d in pair.documents)
     ]
     return TrainingPair.objects.filter(pk__in=stale).update(stale=True)
+
+
+def redact_document(document_id: int, texts: frozenset[str]) -> int:
+    """Redact a purged document from every pair that cites it or carries one of its chunk texts."""
+    carries = Q(documents__contains=[{"document_id": document_id}])
+    for text in texts:
+        carries |= Q(context__contains=[{"text": text}])
+    redacted = 0
+    for pair in TrainingPair.objects.select_for_update().filter(carries):
+        pair.redact_document(document_id, texts)
+        redacted += 1
+    return redacted

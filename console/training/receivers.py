@@ -10,7 +10,7 @@ from django.dispatch import receiver
 
 from console.conversations.models import Feedback
 from console.knowledge.models import Document
-from console.knowledge.signals import document_changed
+from console.knowledge.signals import document_changed, document_purged
 from console.training import pairs
 
 
@@ -23,6 +23,13 @@ def feedback_changed(sender: object, instance: Feedback, **kwargs: Any) -> None:
 @receiver(document_changed)
 def document_reindexed(sender: object, document_id: int, version: int, **kwargs: Any) -> None:
     pairs.mark_stale(document_id, version)
+
+
+@receiver(document_purged)
+def document_purged_from_pairs(
+    sender: object, document_id: int, texts: frozenset[str], **kwargs: Any
+) -> None:
+    pairs.redact_document(document_id, texts)
 
 
 @receiver(post_delete, sender=Document)

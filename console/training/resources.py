@@ -9,6 +9,7 @@ out, so a pair stored before scrubbing existed (or edited carelessly) never leav
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -82,7 +83,60 @@ def _json_value(value):
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
-FORMATS = [CSV, JSONLines, XLSX]
+# A cell starting with one of these is run as a formula by Excel, LibreOffice or Google Sheets
+# (OWASP's CSV injection list). django-import-export's IMPORT_EXPORT_ESCAPE_FORMULAE_ON_EXPORT only
+# drops a leading "=" (so "==cmd" or "+cmd" still run) and turns every cell into text, hence our own.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+FORMULA_ESCAPE = "'"
+_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
+
+
+def escape_formula(value: object) -> object:
+    """A text cell that a spreadsheet would run, prefixed with a quote so it reads as text.
+
+    Plain numbers ("-1" votes) are no formula and stay as they are.
+    """
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS) and not _NUMBER.fullmatch(value):
+        return FORMULA_ESCAPE + value
+    return value
+
+
+def unescape_formula(value: object) -> object:
+    """The text escape_formula wrote, back as it was: an export imports back unchanged.
+
+    A CSV reader may hand an escaped "\r" back as "\n", so that counts as escaped too.
+    """
+    if (
+        isinstance(value, str)
+        and value.startswith(FORMULA_ESCAPE)
+        and value[1:].startswith((*FORMULA_STARTS, "\n"))
+    ):
+        return value[1:]
+    return value
+
+
+def _formulae_escaped(dataset: tablib.Dataset) -> tablib.Dataset:
+    escaped = tablib.Dataset(headers=dataset.headers, title=dataset.title)
+    for row in dataset:
+        escaped.append([escape_formula(cell) for cell in row])
+    return escaped
+
+
+class SafeCSV(CSV):
+    """CSV whose cells never start a formula in the spreadsheet a curator opens it with."""
+
+    def export_data(self, dataset: tablib.Dataset, **kwargs: Any) -> str:
+        return super().export_data(_formulae_escaped(dataset), **kwargs)
+
+
+class SafeXLSX(XLSX):
+    """XLSX with no formula cells: openpyxl writes any text starting with "=" as a formula."""
+
+    def export_data(self, dataset: tablib.Dataset, **kwargs: Any) -> bytes:
+        return super().export_data(_formulae_escaped(dataset), **kwargs)
+
+
+FORMATS = [SafeCSV, JSONLines, SafeXLSX]
 
 
 def _scrubbed_context(context: object) -> list[object]:
@@ -181,11 +235,12 @@ class PairImportResource(resources.ModelResource):
 
     def import_instance(self, instance: TrainingPair, row: dict[str, Any], **kwargs: Any) -> None:
         # Not a column: the preview's read-only "document" Field shows it.
+        row = {key: unescape_formula(value) for key, value in dict(row).items()}
         instance.document_name = str(row.get("document") or "").strip()  # type: ignore[attr-defined]
         try:
             if row.get(PARSE_ERROR):
                 raise ValueError(row[PARSE_ERROR])
-            pair = prepare_row(dict(row), self.find_document)
+            pair = prepare_row(row, self.find_document)
         except ValueError as err:
             self._verdict = _Verdict("rejected", str(err))
             return

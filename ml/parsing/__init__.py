@@ -8,17 +8,27 @@ One module per kind of format: `text` (plain text, Markdown), `html`, `office` (
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from pathlib import PurePath
 
-from ml.parsing.base import HEADING_SEPARATOR, ParsedDocument, ParseError, Section, megabytes, stem
+from ml.parsing.base import (
+    HEADING_SEPARATOR,
+    ParsedDocument,
+    ParseError,
+    ParseLimits,
+    Section,
+    megabytes,
+    stem,
+)
 from ml.parsing.html import parse_html
-from ml.parsing.office import parse_docx, parse_pdf
+from ml.parsing.office import check_archive, parse_docx, parse_pdf
 from ml.parsing.text import parse_markdown, parse_txt
 
 __all__ = [
     "HEADING_SEPARATOR",
     "SUPPORTED_EXTENSIONS",
     "ParseError",
+    "ParseLimits",
     "ParsedDocument",
     "Section",
     "parse_document",
@@ -36,8 +46,11 @@ PARSERS: dict[str, Callable[[str, bytes], ParsedDocument]] = {
 }
 
 
-def parse_document(filename: str, data: bytes, *, max_bytes: int | None = None) -> ParsedDocument:
+def parse_document(
+    filename: str, data: bytes, *, max_bytes: int | None = None, limits: ParseLimits | None = None
+) -> ParsedDocument:
     """Parse `data` by the extension of `filename`; raise ParseError for anything a person must fix."""
+    limits = limits or ParseLimits()
     name = PurePath(filename).name or filename
     ext = PurePath(name).suffix.lower()
     if ext not in SUPPORTED_EXTENSIONS:
@@ -50,7 +63,10 @@ def parse_document(filename: str, data: bytes, *, max_bytes: int | None = None) 
         )
     if not data.strip():
         raise ParseError(f"{name} is empty: upload a file that contains text.")
-    doc = PARSERS[ext](name, data)
+    if ext == ".docx":
+        check_archive(name, data, limits)
+    parser = partial(parse_html, limits=limits) if PARSERS[ext] is parse_html else PARSERS[ext]
+    doc = parser(name, data)
     sections = [s for s in doc.sections if s.text.strip()]
     if not sections:
         raise ParseError(f"{name} contains no readable text: check the file and upload a version with text.")

@@ -17,6 +17,20 @@ class ParseError(ValueError):
 
 
 @dataclass(frozen=True)
+class ParseLimits:
+    """Bounds on what one file may make the parser do, so a hostile file fails alone and fast.
+
+    A .docx is a zip: its declared unpacked sizes bound what unzipping produces (zipfile stops
+    at the declared size), so their sum and the entry count catch a zip bomb before any unpacking.
+    HTML nested deeper than `max_html_depth` elements is refused: walking it costs depth × text.
+    """
+
+    max_unpacked_bytes: int = 200 * 1024 * 1024
+    max_archive_entries: int = 2000
+    max_html_depth: int = 256
+
+
+@dataclass(frozen=True)
 class Section:
     heading: str  # "" when the text has no heading above it
     text: str

@@ -6,7 +6,7 @@ import codecs
 import re
 from typing import TYPE_CHECKING
 
-from ml.parsing.base import ParsedDocument, ParseError, SectionBuilder, decode_text
+from ml.parsing.base import ParsedDocument, ParseError, ParseLimits, SectionBuilder, decode_text
 
 if TYPE_CHECKING:
     from bs4 import NavigableString, Tag
@@ -19,7 +19,7 @@ _BLOCKS = frozenset(
 )
 
 
-def parse_html(name: str, data: bytes) -> ParsedDocument:
+def parse_html(name: str, data: bytes, limits: ParseLimits | None = None) -> ParsedDocument:
     from bs4 import BeautifulSoup
 
     text = _decode_html(name, data)
@@ -27,6 +27,7 @@ def parse_html(name: str, data: bytes) -> ParsedDocument:
         soup = BeautifulSoup(text, "html.parser")
     except Exception as err:  # html.parser is lenient; anything here is a truly broken file
         raise ParseError(f"{name} could not be read as HTML ({err}): re-save it and upload again.") from None
+    check_html_depth(name, soup, (limits or ParseLimits()).max_html_depth)
     title_tag = soup.find("title")
     page_title = " ".join(title_tag.get_text(" ").split()) if title_tag else ""
     h1s = [" ".join(h1.get_text(" ").split()) for h1 in soup.find_all("h1")]
@@ -37,6 +38,22 @@ def parse_html(name: str, data: bytes) -> ParsedDocument:
     builder = SectionBuilder(title_is_h1=title_is_h1)
     _walk_html(soup.body or soup, builder)
     return ParsedDocument(title=page_title or (h1s[0] if h1s else ""), sections=builder.build())
+
+
+def check_html_depth(name: str, root: Tag, limit: int) -> None:
+    """ParseError when elements nest deeper than `limit`; one linear pass, no recursion."""
+    from bs4 import Tag
+
+    depth = {id(root): 0}
+    for node in root.descendants:
+        if isinstance(node, Tag):
+            level = depth[id(node.parent)] + 1
+            if level > limit:
+                raise ParseError(
+                    f"{name} nests HTML elements more than {limit} levels deep (MAX_HTML_DEPTH), which no "
+                    "real page needs: it is malformed or hostile. Save the page's text and upload that."
+                )
+            depth[id(node)] = level
 
 
 def _decode_html(name: str, data: bytes) -> str:

@@ -5,9 +5,19 @@ from __future__ import annotations
 import io
 import logging
 import re
+import zipfile
 from typing import TYPE_CHECKING
 
-from ml.parsing.base import ParsedDocument, ParseError, Section, SectionBuilder, short_line, stem
+from ml.parsing.base import (
+    ParsedDocument,
+    ParseError,
+    ParseLimits,
+    Section,
+    SectionBuilder,
+    megabytes,
+    short_line,
+    stem,
+)
 
 if TYPE_CHECKING:
     from docx.table import Table
@@ -78,6 +88,27 @@ def _pdf_page_texts(name: str, pages: list) -> list[tuple[int, str]]:
 
 
 # --- Word (.docx) -------------------------------------------------------------------
+
+
+def check_archive(name: str, data: bytes, limits: ParseLimits) -> None:
+    """ParseError for a zip bomb: too many entries, or entries that unpack to too much in all.
+
+    Reads only the zip's central directory; a file that is no zip at all is left to the parser,
+    whose message says so.
+    """
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            entries = archive.infolist()
+    except (zipfile.BadZipFile, ValueError, OSError):
+        return
+    unpacked = sum(entry.file_size for entry in entries)
+    if len(entries) > limits.max_archive_entries or unpacked > limits.max_unpacked_bytes:
+        raise ParseError(
+            f"{name} unpacks to {megabytes(unpacked)} in {len(entries):,} parts, over the limits of "
+            f"{megabytes(limits.max_unpacked_bytes)} (MAX_UNPACKED_MB) and {limits.max_archive_entries:,} "
+            "parts (MAX_ARCHIVE_ENTRIES): it looks like a zip bomb, not a Word document. "
+            "Save it again from Word and upload the new file."
+        )
 
 
 def parse_docx(name: str, data: bytes) -> ParsedDocument:

@@ -521,7 +521,7 @@ def test_long_answers_split_within_slacks_limits():
 @pytest.mark.django_db(transaction=False)
 def test_markdown_becomes_mrkdwn_and_sources_become_links():
     text = "## Paging\n**Acknowledge** within 5 minutes [1], see [the runbook](https://wiki.example.com/rb).\n- a < b & c"
-    assert slack_blocks.to_mrkdwn(text) == (
+    assert slack_blocks.to_mrkdwn(text, frozenset({"wiki.example.com"})) == (
         "*Paging*\n*Acknowledge* within 5 minutes [1], see <https://wiki.example.com/rb|the runbook>.\n"
         "• a &lt; b &amp; c"
     )
@@ -555,3 +555,15 @@ def test_manifest_declares_what_the_bot_uses():
     path = reverse("bots:slack-events")
     urls = [events["request_url"], manifest["settings"]["interactivity"]["request_url"]]
     assert path == "/slack/events" and all(url.endswith(path) for url in urls)
+
+
+def test_long_question_is_cut_and_the_asker_told(slack, fake_slack, settings):
+    settings.QUESTION_MAX_CHARS = 80
+    asked = QUESTION + " Also: " + "more words " * 200
+    response, _ = slack.mention(asked)
+    assert response.status_code == 200
+    (update,) = answered(fake_slack)
+    answer = Answer.objects.get()
+    assert answer.question == asked[:80].rstrip() and len(answer.question) <= 80
+    note = update.args["blocks"][0]
+    assert note["type"] == "context" and "longer than 80 characters" in note["elements"][0]["text"]

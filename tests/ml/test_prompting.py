@@ -11,6 +11,8 @@ from ml.prompting import (
     Turn,
     build_messages,
     citation_numbers,
+    estimate_tokens,
+    fit_to_budget,
 )
 from tests.tiny_models import CHATML_TEMPLATE
 
@@ -159,3 +161,35 @@ def test_hostile_text_adds_no_control_tokens_after_tokenization():
     counts = {token: ids["input_ids"].count(token_id) for token_id, token in special.items()}
     assert counts == {"<|im_start|>": len(messages) + 1, "<|im_end|>": len(messages)}
     assert tokenizer.convert_tokens_to_ids("<|endoftext|>") not in ids["input_ids"]
+
+
+def test_budget_drops_oldest_turns_then_lowest_chunks_and_keeps_the_question():
+    chunks = [ContextChunk(f"Doc {n}", "word " * 200) for n in range(1, 5)]
+    history = [Turn("user", "old " * 300), Turn("assistant", "reply " * 300), Turn("user", "recent")]
+    question = "What is the refund window? " * 20
+
+    full = fit_to_budget("s", chunks, history, question, max_tokens=100_000)
+    no_history = fit_to_budget("s", chunks, history, question, max_tokens=1500)
+    tight = fit_to_budget("s", chunks, history, question, max_tokens=800)
+    nothing = fit_to_budget("s", chunks, history, question, max_tokens=10)
+
+    assert full == (chunks, history)
+    assert no_history[1] == [] and no_history[0] == chunks[: len(no_history[0])] and no_history[0]
+    assert 0 < len(tight[0]) < len(no_history[0]) and tight[1] == []
+    assert nothing == ([], [])
+    messages = build_messages("s", *tight, question)
+    assert sum(estimate_tokens(m["content"]) + 8 for m in messages) <= 800
+    assert messages[-1]["content"].endswith(question.strip())
+
+
+def test_budget_drops_a_turn_with_its_reply():
+    history = [Turn("user", "a " * 400), Turn("assistant", "b"), Turn("user", "c"), Turn("assistant", "d")]
+
+    _, kept = fit_to_budget("s", [], history, "q", max_tokens=60)
+
+    assert kept == history[2:]
+
+
+def test_estimate_counts_at_least_one_token_per_cjk_character():
+    assert estimate_tokens("日本語の文書") >= 6
+    assert estimate_tokens("") == 0
