@@ -141,6 +141,19 @@ class TrainingRun(models.Model):
         digest = hashlib.sha256(json.dumps(examples, sort_keys=True).encode()).hexdigest()
         self._set(examples=examples, dataset_hash=digest)
 
+    def redact_texts(self, texts: frozenset[str]) -> bool:
+        """A purged document's chunks leave the contexts this run recorded (its training
+        snapshot and the documents its held-out questions retrieved). Returns whether any did."""
+        examples = [{**e, "context": redact_context(e["context"], set(), texts)} for e in self.examples]
+        evaluation = [
+            {**row, "context": redact_context(row["context"], set(), texts)} if "context" in row else row
+            for row in self.evaluation
+        ]
+        if examples == self.examples and evaluation == self.evaluation:
+            return False
+        self._set(examples=examples, evaluation=evaluation)
+        return True
+
     def requeue(self) -> None:
         """Queued again after a failure (the caller enqueues the job); training resumes from its checkpoint."""
         self._set(status=self.Status.QUEUED, error="", progress=0)

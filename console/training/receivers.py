@@ -12,6 +12,7 @@ from console.conversations.models import Feedback
 from console.knowledge.models import Document
 from console.knowledge.signals import document_changed, document_purged
 from console.training import pairs
+from console.training.models import TrainingRun
 
 
 @receiver([post_save, post_delete], sender=Feedback)
@@ -30,6 +31,8 @@ def document_purged_from_pairs(
     sender: object, document_id: int, texts: frozenset[str], **kwargs: Any
 ) -> None:
     pairs.redact_document(document_id, texts)
+    for run in TrainingRun.objects.exclude(examples=[], evaluation=[]):
+        run.redact_texts(texts)
 
 
 @receiver(post_delete, sender=Document)

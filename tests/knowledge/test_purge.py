@@ -141,3 +141,35 @@ def test_purge_needs_its_own_permission(client, deleter, documents, records):
     assert 'value="purge"' in client.get(reverse(CHANGELIST)).content.decode()
     purge(client, documents[0])
     assert not Document.objects.filter(pk=documents[0].pk).exists()
+
+
+def test_purge_redacts_the_contexts_a_training_run_recorded(
+    admin_client, documents, django_capture_on_commit_callbacks
+):
+    from console.training.models import TrainingRun
+
+    oncall, expenses = documents
+    secret, kept = oncall.chunks.first(), expenses.chunks.first()
+    context = [item(1, secret), item(2, kept)]
+    run = TrainingRun.objects.create(
+        name="r1",
+        examples=[
+            {
+                "pair_id": 1,
+                "question": "q",
+                "answer": "a",
+                "context": context,
+                "context_from": "retrieval",
+                "heldout": False,
+            }
+        ],
+        evaluation=[{"question": "q", "reference": "a", "context": context, "base": "b", "candidate": "c"}],
+    )
+
+    with django_capture_on_commit_callbacks(execute=True):
+        purge(admin_client, oncall)
+
+    run.refresh_from_db()
+    assert secret.text not in str(run.examples) and secret.text not in str(run.evaluation)
+    assert run.examples[0]["context"][1]["text"] == kept.text
+    assert run.evaluation[0]["context"][0]["text"] == PURGED
