@@ -60,6 +60,18 @@ def env_int(name: str, default: int) -> int:
         ) from None
 
 
+def env_ids(name: str) -> frozenset[int]:
+    """Comma-separated numeric ids (Discord snowflakes); unset or empty means none."""
+    value = os.environ.get(name, "")
+    words = [word.strip() for word in value.split(",") if word.strip()]
+    if not all(word.isdigit() for word in words):
+        raise ImproperlyConfigured(
+            f"{name}={value!r} is not a comma-separated list of numeric ids, "
+            f"e.g. {name}=123456789012345678,234567890123456789."
+        )
+    return frozenset(int(word) for word in words)
+
+
 def env_float(name: str, default: float) -> float:
     """A finite number variable (`0.25`, `4`, `1e-3`); unset or empty means `default`.
 
@@ -203,6 +215,8 @@ TRAIN_LEARNING_RATE = env_float("TRAIN_LEARNING_RATE", 1e-3)
 TRAIN_BATCH_SIZE = env_int("TRAIN_BATCH_SIZE", 4)
 TRAIN_MIN_PAIRS = env_int("TRAIN_MIN_PAIRS", 10)
 PROMOTION_MARGIN = env_float("PROMOTION_MARGIN", 0.02)
+# Better answers one person may send in 24 hours; each waits for a curator as a candidate pair.
+CORRECTIONS_PER_DAY = env_int("CORRECTIONS_PER_DAY", 20)
 EVAL_MAX_NEW_TOKENS = env_int("EVAL_MAX_NEW_TOKENS", 128)
 
 # --- Chat platforms (read here, used by bots/) ----------------------------------------------
@@ -211,6 +225,8 @@ SLACK_SIGNING_SECRET = os.environ.get("SLACK_SIGNING_SECRET", "")
 SLACK_APP_TOKEN = os.environ.get("SLACK_APP_TOKEN", "")
 SLACK_API_URL = os.environ.get("SLACK_API_URL") or "https://slack.com/api/"
 DISCORD_TOKEN = os.environ.get("DISCORD_TOKEN", "")
+# Servers (guild ids) the bot answers in; empty: none. DMs only from members of one of them.
+DISCORD_ALLOWED_GUILDS = env_ids("DISCORD_ALLOWED_GUILDS")
 
 # --- Files, static, i18n --------------------------------------------------------------------
 MEDIA_ROOT = DATA_DIR / "media"
