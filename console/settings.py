@@ -174,6 +174,7 @@ INGEST_BATCH_DOCUMENTS = env_int("INGEST_BATCH_DOCUMENTS", 16)
 INGEST_BATCH_MB = env_float("INGEST_BATCH_MB", 4)
 TRAIN_JOB_TIMEOUT = env_int("TRAIN_JOB_TIMEOUT", 60 * 60 * 6)
 RQ = {"WORKER_CLASS": "console.workers.Worker"}  # marks a job's rows failed if its process dies
+RQ_SHOW_ADMIN_LINK = False  # django-rq's admin entry admits any staff user; /admin/rq/ is superusers only
 RQ_QUEUES = {
     "ingest": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": INGEST_JOB_TIMEOUT},
     "train": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": TRAIN_JOB_TIMEOUT},
