@@ -62,7 +62,7 @@ class TrainingRun(models.Model):
         permissions = [
             ("start_training", "Can start (or retry) a training run"),
             ("promote_adapter", "Can promote or roll back the live adapter"),
-            ("view_evaluation", "Can read a run's side-by-side evaluation"),
+            ("read_evaluation", "Can read a run's side-by-side evaluation"),
         ]
 
     def __str__(self) -> str:

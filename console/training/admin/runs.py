@@ -67,7 +67,7 @@ class TrainingRunAdmin(admin.ModelAdmin):
         return request.user.has_perm("training.promote_adapter")
 
     def has_evaluation_permission(self, request: HttpRequest) -> bool:
-        return request.user.has_perm("training.view_evaluation")
+        return request.user.has_perm("training.read_evaluation")
 
     def get_urls(self):
         extra = [

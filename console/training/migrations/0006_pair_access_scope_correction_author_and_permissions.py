@@ -34,7 +34,7 @@ class Migration(migrations.Migration):
         ),
         migrations.AlterModelOptions(
             name='trainingrun',
-            options={'ordering': ['-created_at'], 'permissions': [('start_training', 'Can start (or retry) a training run'), ('promote_adapter', 'Can promote or roll back the live adapter'), ('view_evaluation', "Can read a run's side-by-side evaluation")]},
+            options={'ordering': ['-created_at'], 'permissions': [('start_training', 'Can start (or retry) a training run'), ('promote_adapter', 'Can promote or roll back the live adapter'), ('read_evaluation', "Can read a run's side-by-side evaluation")]},
         ),
         migrations.AddField(
             model_name='trainingpair',
