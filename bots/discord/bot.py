@@ -383,7 +383,7 @@ class Answering(commands.Cog):
     @commands.Cog.listener()
     async def on_interaction(self, interaction: discord.Interaction) -> None:
         """A submitted 👎 form (FeedbackForm), recognised by its custom id, before or after a restart."""
-        data = interaction.data or {}
+        data: dict[str, Any] = dict(interaction.data or {})
         match = FEEDBACK_FORM.fullmatch(str(data.get("custom_id", "")))
         if interaction.type != discord.InteractionType.modal_submit or match is None:
             return
