@@ -72,6 +72,18 @@ def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
     return value
 
 
+def env_ids(name: str) -> frozenset[int]:
+    """Comma-separated numeric ids (Discord snowflakes); unset or empty means none."""
+    value = os.environ.get(name, "")
+    words = [word.strip() for word in value.split(",") if word.strip()]
+    if not all(word.isdigit() for word in words):
+        raise ImproperlyConfigured(
+            f"{name}={value!r} is not a comma-separated list of numeric ids, "
+            f"e.g. {name}=123456789012345678,234567890123456789."
+        )
+    return frozenset(int(word) for word in words)
+
+
 def env_float(name: str, default: float) -> float:
     """A finite number variable (`0.25`, `4`, `1e-3`); unset or empty means `default`.
 
@@ -174,6 +186,7 @@ INGEST_BATCH_DOCUMENTS = env_int("INGEST_BATCH_DOCUMENTS", 16)
 INGEST_BATCH_MB = env_float("INGEST_BATCH_MB", 4)
 TRAIN_JOB_TIMEOUT = env_int("TRAIN_JOB_TIMEOUT", 60 * 60 * 6)
 RQ = {"WORKER_CLASS": "console.workers.Worker"}  # marks a job's rows failed if its process dies
+RQ_SHOW_ADMIN_LINK = False  # django-rq's admin entry admits any staff user; /admin/rq/ is superusers only
 RQ_QUEUES = {
     "ingest": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": INGEST_JOB_TIMEOUT},
     "train": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": TRAIN_JOB_TIMEOUT},
@@ -234,6 +247,8 @@ PROMOTION_MARGIN = env_float("PROMOTION_MARGIN", 0.02)
 # How much closer to the references' form (ml/voice.py) a candidate must answer than the base
 # model with retrieval, to be promoted.
 PROMOTION_VOICE_GAIN = env_float("PROMOTION_VOICE_GAIN", 0.05)
+# Better answers one person may send in 24 hours; each waits for a curator as a candidate pair.
+CORRECTIONS_PER_DAY = env_int("CORRECTIONS_PER_DAY", 20)
 EVAL_MAX_NEW_TOKENS = env_int("EVAL_MAX_NEW_TOKENS", 128)
 
 # --- Chat platforms (read here, used by bots/) ----------------------------------------------
@@ -242,6 +257,8 @@ SLACK_SIGNING_SECRET = os.environ.get("SLACK_SIGNING_SECRET", "")
 SLACK_APP_TOKEN = os.environ.get("SLACK_APP_TOKEN", "")
 SLACK_API_URL = os.environ.get("SLACK_API_URL") or "https://slack.com/api/"
 DISCORD_TOKEN = os.environ.get("DISCORD_TOKEN", "")
+# Servers (guild ids) the bot answers in; empty: none. DMs only from members of one of them.
+DISCORD_ALLOWED_GUILDS = env_ids("DISCORD_ALLOWED_GUILDS")
 
 # --- Files, static, i18n --------------------------------------------------------------------
 MEDIA_ROOT = DATA_DIR / "media"

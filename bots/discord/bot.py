@@ -1,5 +1,11 @@
 """The Discord bot: `/ask`, `!ask` and @mentions answered by console.conversations.answering; 👍/👎 recorded as Feedback.
 
+It answers only in the servers listed in DISCORD_ALLOWED_GUILDS, and in direct messages only to
+members of one of them; a server it was added to but not allowed gets a warning in the log and
+no answers. A 👎 button opens a form asking what was wrong and, optionally, for a better answer
+(a candidate correction pair); its custom id carries the answer, so a form sent before a restart
+is still received after it.
+
 A thin adapter. Everything that touches the database or the model runs in a worker thread
 (`_off_loop`), never on the event loop, so the gateway heartbeat keeps going while a small
 model thinks for seconds. Channel ids are recorded as the answering service expects: platform
@@ -14,6 +20,7 @@ import functools
 import logging
 import random
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -29,8 +36,14 @@ from django.db import close_old_connections
 from bots.discord.format import answer_messages, strip_mention, vote_value
 from bots.text import clean_question
 from console.conversations.answering import ChannelDisabled, answer
+from console.conversations.models import Feedback
 from console.conversations.threads import answer_for_message, attach_message, thread_history
-from console.conversations.votes import record_feedback, withdraw_feedback
+from console.conversations.votes import (
+    CorrectionRefused,
+    record_feedback,
+    record_follow_up,
+    withdraw_feedback,
+)
 
 if TYPE_CHECKING:
     from console.conversations.models import Answer
@@ -44,6 +57,12 @@ FAILED = "Sorry, I couldn't answer that just now (the error is in the bot's log)
 SWITCHED_OFF = "I'm switched off in this channel; an admin can turn me on in the console."
 VOTE_THANKS = {1: "Thanks for the 👍, it's recorded.", -1: "Thanks for the 👎, it's recorded."}
 VOTE_LOST = "That answer is no longer on record, so the vote wasn't counted."
+NOT_ALLOWED = "I only answer in the servers my operators allowed, and in DMs to their members."
+FOLLOW_UP_THANKS = "Thanks, your feedback is recorded."
+CORRECTION_THANKS = "Thanks, your feedback is recorded and your better answer waits for a curator's review."
+FEEDBACK_FORM = re.compile(r"answerbot:feedback:(?P<answer_id>[0-9]+)")
+CATEGORY, REASON, BETTER_ANSWER = "category", "reason", "better_answer"
+MEMBERSHIP_CACHE_SECONDS = 300.0
 RETRYABLE = (
     OSError,
     asyncio.TimeoutError,
@@ -68,6 +87,58 @@ def where(channel: Any, channel_id: int | None, guild_id: int | None) -> Where:
     if isinstance(channel, discord.Thread) and channel.parent_id:
         return Where(str(channel.parent_id), workspace, str(channel.id))
     return Where(str(channel_id or getattr(channel, "id", None) or ""), workspace)
+
+
+def allowed_guild(guild_id: int | None) -> bool:
+    """Whether the bot may answer in this server (DISCORD_ALLOWED_GUILDS; empty: none)."""
+    return guild_id is not None and guild_id in settings.DISCORD_ALLOWED_GUILDS
+
+
+_members: dict[int, tuple[float, bool]] = {}
+
+
+async def member_of_allowed_guild(bot: discord.Client, user_id: int) -> bool:
+    """Whether a user shares an allowed server with the bot (for DMs); remembered a few minutes.
+
+    The member cache answers when the members intent is on; otherwise one REST lookup a server
+    (GET /guilds/{id}/members/{user}, which needs no privileged intent).
+    """
+    remembered = _members.get(user_id)
+    if remembered and time.monotonic() - remembered[0] < MEMBERSHIP_CACHE_SECONDS:
+        return remembered[1]
+    member = False
+    for guild_id in settings.DISCORD_ALLOWED_GUILDS:
+        guild = bot.get_guild(guild_id)
+        if guild is None:
+            continue
+        if guild.get_member(user_id) is not None:
+            member = True
+            break
+        try:
+            await guild.fetch_member(user_id)
+        except (discord.NotFound, discord.Forbidden):
+            continue
+        member = True
+        break
+    _members[user_id] = (time.monotonic(), member)
+    return member
+
+
+async def may_answer(bot: discord.Client, guild_id: int | None, user_id: int) -> bool:
+    """In a server: it is allowed. In a DM: the person is a member of an allowed server."""
+    if guild_id is not None:
+        return allowed_guild(guild_id)
+    return await member_of_allowed_guild(bot, user_id)
+
+
+def warn_if_not_allowed(guild: discord.Guild) -> None:
+    if not allowed_guild(guild.id):
+        logger.warning(
+            "discord: the bot is in server %s (%s), which is not in DISCORD_ALLOWED_GUILDS; it does not "
+            "answer there. Add the id to DISCORD_ALLOWED_GUILDS, or remove the bot from that server.",
+            guild.id,
+            guild.name,
+        )
 
 
 async def _off_loop(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -137,12 +208,86 @@ class VoteButton(
         return cls(int(match["answer_id"]), int(match["value"]))
 
     async def callback(self, interaction: discord.Interaction) -> None:
+        """Record the vote; a 👎 then opens the form asking what was wrong."""
+        if not await may_answer(interaction.client, interaction.guild_id, interaction.user.id):
+            await interaction.response.send_message(NOT_ALLOWED, ephemeral=True)
+            return
         try:
             await _off_loop(_vote, self.answer_id, interaction.user.id, self.value)
         except ObjectDoesNotExist:
             await interaction.response.send_message(VOTE_LOST, ephemeral=True)
             return
+        if self.value < 0:
+            await interaction.response.send_modal(FeedbackForm(self.answer_id))
+            return
         await interaction.response.send_message(VOTE_THANKS[self.value], ephemeral=True)
+
+
+class FeedbackForm(discord.ui.Modal):
+    """The 👎 follow-up, as Slack's: what was wrong (Feedback.Category), details, a better answer.
+
+    Only the form: its submission is handled by `Answering.on_interaction`, by custom id, so a form
+    opened before a restart still counts after it.
+    """
+
+    def __init__(self, answer_id: int) -> None:
+        super().__init__(title="What was wrong?", custom_id=f"answerbot:feedback:{answer_id}", timeout=900)
+        options = [
+            discord.SelectOption(label=label, value=value) for value, label in Feedback.Category.choices
+        ]
+        self.add_item(
+            discord.ui.Label(
+                text="What was wrong with the answer?",
+                component=discord.ui.Select(custom_id=CATEGORY, options=options, min_values=1, max_values=1),
+            )
+        )
+        self.add_item(
+            discord.ui.Label(
+                text="Details",
+                description="Optional: what exactly was wrong",
+                component=discord.ui.TextInput(
+                    custom_id=REASON, style=discord.TextStyle.paragraph, required=False, max_length=1000
+                ),
+            )
+        )
+        self.add_item(
+            discord.ui.Label(
+                text="A better answer",
+                description="Optional: what the bot should have said (a curator reviews it)",
+                component=discord.ui.TextInput(
+                    custom_id=BETTER_ANSWER,
+                    style=discord.TextStyle.paragraph,
+                    required=False,
+                    max_length=4000,
+                ),
+            )
+        )
+
+
+def submitted_values(components: list[dict]) -> dict[str, str]:
+    """custom id → value of every input in a submitted modal, whether in labels or action rows."""
+    values: dict[str, str] = {}
+    for component in components:
+        if "custom_id" in component:
+            picked = component.get("values") or [component.get("value") or ""]
+            values[component["custom_id"]] = picked[0]
+        nested = [component["component"]] if "component" in component else component.get("components", [])
+        values.update(submitted_values(nested))
+    return values
+
+
+def _follow_up(answer_id: int, user_id: int, values: dict[str, str]) -> str:
+    """Record a submitted 👎 form; the message for the person who sent it."""
+    better = values.get(BETTER_ANSWER, "")
+    record_follow_up(
+        answer_id,
+        platform=PLATFORM,
+        voter=str(user_id),
+        category=values.get(CATEGORY, ""),
+        reason=values.get(REASON, ""),
+        better_answer=better,
+    )
+    return CORRECTION_THANKS if better.strip() else FOLLOW_UP_THANKS
 
 
 def vote_view(answer_id: int) -> discord.ui.View:
@@ -179,6 +324,10 @@ class Answering(commands.Cog):
     @app_commands.command(name="ask", description="Ask the team's answer bot a question.")
     @app_commands.describe(question="What do you want to know?")
     async def ask_slash(self, interaction: discord.Interaction, question: str) -> None:
+        if not await may_answer(self.bot, interaction.guild_id, interaction.user.id):
+            logger.info("discord /ask refused: server %s is not allowed", interaction.guild_id or "(DM)")
+            await interaction.response.send_message(NOT_ALLOWED, ephemeral=True)
+            return
         await interaction.response.defer(thinking=True)  # Discord wants a response within 3 s
         question, note = clean_question(question, settings.QUESTION_MAX_CHARS)
         place = where(interaction.channel, interaction.channel_id, interaction.guild_id)
@@ -208,7 +357,17 @@ class Answering(commands.Cog):
         await self.answer_message(message, strip_mention(message.content, me.id))
 
     async def answer_message(self, message: discord.Message, question: str) -> None:
-        """Answer in a reply to `message`; the last piece carries the sources and the vote buttons."""
+        """Answer in a reply to `message`; the last piece carries the sources and the vote buttons.
+
+        Not in a server that is not allowed (silently: the log warned at start-up); a DM from someone
+        in no allowed server is told so.
+        """
+        guild_id = message.guild.id if message.guild else None
+        if not await may_answer(self.bot, guild_id, message.author.id):
+            logger.info("discord question ignored: server %s is not allowed", guild_id or "(DM)")
+            if guild_id is None:
+                await message.reply(NOT_ALLOWED, mention_author=False)
+            return
         question, note = clean_question(question, settings.QUESTION_MAX_CHARS)
         if not question:
             await message.reply(USAGE, mention_author=False)
@@ -226,6 +385,25 @@ class Answering(commands.Cog):
             return
         reply_to = functools.partial(message.reply, mention_author=False)
         await deliver(reply, reply_to, message.channel.send, note=note)
+
+    @commands.Cog.listener()
+    async def on_interaction(self, interaction: discord.Interaction) -> None:
+        """A submitted 👎 form (FeedbackForm), recognised by its custom id, before or after a restart."""
+        data: dict[str, Any] = dict(interaction.data or {})
+        match = FEEDBACK_FORM.fullmatch(str(data.get("custom_id", "")))
+        if interaction.type != discord.InteractionType.modal_submit or match is None:
+            return
+        if not await may_answer(self.bot, interaction.guild_id, interaction.user.id):
+            await interaction.response.send_message(NOT_ALLOWED, ephemeral=True)
+            return
+        values = submitted_values(list(data.get("components", [])))
+        try:
+            said = await _off_loop(_follow_up, int(match["answer_id"]), interaction.user.id, values)
+        except ObjectDoesNotExist:
+            said = VOTE_LOST
+        except (CorrectionRefused, ValueError) as refused:
+            said = str(refused)
+        await interaction.response.send_message(said, ephemeral=True)
 
     @commands.Cog.listener()
     async def on_raw_reaction_add(self, payload: discord.RawReactionActionEvent) -> None:
@@ -250,6 +428,8 @@ class Answering(commands.Cog):
         value = vote_value(str(payload.emoji))
         me = self.bot.user
         if value is None or me is None or payload.user_id == me.id:
+            return None
+        if not await may_answer(self.bot, payload.guild_id, payload.user_id):
             return None
         if payload.message_author_id is not None and payload.message_author_id != me.id:
             return None
@@ -286,6 +466,16 @@ class AnswerBot(commands.Bot):
     async def on_ready(self) -> None:
         self.was_ready = True
         logger.info("discord bot ready as %s in %d guild(s)", self.user, len(self.guilds))
+        if not settings.DISCORD_ALLOWED_GUILDS:
+            logger.warning(
+                "discord: DISCORD_ALLOWED_GUILDS is empty, so the bot answers in no server and no DMs. "
+                "Set it to your server ids (comma-separated)."
+            )
+        for guild in self.guilds:
+            warn_if_not_allowed(guild)
+
+    async def on_guild_join(self, guild: discord.Guild) -> None:
+        warn_if_not_allowed(guild)
 
 
 async def serve(

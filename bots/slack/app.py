@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from functools import cache
@@ -26,8 +27,12 @@ from bots.text import clean_question
 from console.conversations import answering
 from console.conversations.deliveries import first_delivery
 from console.conversations.threads import answer_for_message, attach_message, thread_history
-from console.conversations.votes import record_feedback, withdraw_feedback
-from console.training.pairs import add_correction
+from console.conversations.votes import (
+    CorrectionRefused,
+    record_feedback,
+    record_follow_up,
+    withdraw_feedback,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +52,7 @@ class Question:
     thread: str | None = ""  # the thread replied in; "": none (a DM); None: the reply starts one (/ask)
     asked: str = ""  # a line quoting the question above the answer (/ask)
     note: str = ""  # told to the asker above the answer (their question was cut to the limit)
+    shared: bool = False  # people outside the workspace read the channel: only channel scopes apply
 
 
 @cache
@@ -109,11 +115,12 @@ def skip_repeated_events(body, next):
     return next()
 
 
-def on_mention(event, context, client):
+def on_mention(body, event, context, client):
     """A mention in a channel: answered in the thread it starts (or continues)."""
     thread = event.get("thread_ts") or event["ts"]
     question = _without_mention(event.get("text", ""), context.bot_user_id)
-    start_answer(client, Question(question, **_origin(event), thread=thread))
+    shared = is_shared_channel(client, event["channel"], hint=bool(body.get("is_ext_shared_channel")))
+    start_answer(client, Question(question, **_origin(event), thread=thread, shared=shared))
 
 
 def on_message(event, client):
@@ -137,6 +144,9 @@ def on_ask(ack, command, client, respond):
         workspace=command.get("team_id", ""),
         thread=None,
         asked=f"<@{command['user_id']}> asked: {blocks.escape(clean_question(question, 500)[0])}",
+        shared=is_shared_channel(
+            client, command["channel_id"], hint=bool(command.get("is_ext_shared_channel"))
+        ),
     )
     try:
         if not start_answer(client, asked):
@@ -160,14 +170,22 @@ def on_vote_button(ack, body, action, client):
 
 
 def on_feedback_form(ack, body, view):
-    """A 👎's details: the reason goes on the vote; a better answer becomes a correction pair."""
+    """A 👎's details go on the vote; a better answer becomes a candidate correction, or the form
+    says why not (the person's daily limit, or a curator already reviewed theirs)."""
+    answer_id, category, reason, better = blocks.submitted_feedback(view)
+    try:
+        record_follow_up(
+            answer_id,
+            platform=PLATFORM,
+            voter=body["user"]["id"],
+            category=category,
+            reason=reason,
+            better_answer=better,
+        )
+    except CorrectionRefused as refused:
+        ack(response_action="errors", errors={blocks.BETTER_BLOCK: str(refused)})
+        return
     ack()
-    answer_id, reason, better = blocks.submitted_feedback(view)
-    feedback = record_feedback(
-        answer_id, platform=PLATFORM, voter=body["user"]["id"], value=-1, reason=reason
-    )
-    if better.strip():
-        add_correction(feedback.answer, better, reason=reason)
 
 
 def on_reaction(event, context, client):
@@ -240,6 +258,7 @@ def _answer_and_reply(client: WebClient, question: Question, placeholder: str) -
             workspace=question.workspace,
             thread=thread,
             history=thread_history(PLATFORM, question.channel, thread),
+            shared_channel=question.shared,
         )
         attach_message(reply, placeholder)
         messages = blocks.answer_messages(
@@ -263,6 +282,41 @@ def _say_sorry(client: WebClient, channel: str, placeholder: str) -> None:
         client.chat_update(channel=channel, ts=placeholder, text=blocks.SORRY)
     except Exception:
         logger.exception("slack %s: could not replace placeholder %s", channel, placeholder)
+
+
+SHARED_CACHE_SECONDS = 300.0
+_shared_channels: dict[str, tuple[float, bool]] = {}
+
+
+def is_shared_channel(client: WebClient, channel: str, *, hint: bool = False) -> bool:
+    """Whether people outside this workspace read `channel` (Slack Connect, or shared across an
+    organisation's workspaces): then a workspace's collections must not answer there.
+
+    The event's own `is_ext_shared_channel` settles it; otherwise conversations.info, remembered a
+    few minutes. A direct message is read by its asker only. When Slack cannot tell (an error, a
+    missing scope), the channel counts as shared: the answer then reads only channel-scoped collections.
+    """
+    if hint:
+        return True
+    if channel.startswith("D"):
+        return False
+    remembered = _shared_channels.get(channel)
+    if remembered and time.monotonic() - remembered[0] < SHARED_CACHE_SECONDS:
+        return remembered[1]
+    try:
+        info = client.conversations_info(channel=channel)["channel"]
+    except SlackApiError as error:
+        logger.warning(
+            "conversations.info %s failed (%s); answering from channel-scoped collections only",
+            channel,
+            error.response.get("error"),
+        )
+        return True
+    shared = any(
+        info.get(flag) for flag in ("is_ext_shared", "is_shared", "is_org_shared", "is_pending_ext_shared")
+    )
+    _shared_channels[channel] = (time.monotonic(), shared)
+    return shared
 
 
 _bot_users: dict[str, bool] = {"USLACKBOT": True}

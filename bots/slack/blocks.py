@@ -11,7 +11,7 @@ import re
 from collections.abc import Sequence
 
 from bots.text import rewrite_links, source_hosts, split_text, strip_control_characters
-from console.conversations.models import SourceRef
+from console.conversations.models import Feedback, SourceRef
 
 SECTION_LIMIT = 3000
 BLOCKS_PER_MESSAGE = 50
@@ -22,6 +22,7 @@ SORRY = "Sorry, something went wrong while answering. Please try again in a minu
 VOTE_UP = "answer_vote_up"
 VOTE_DOWN = "answer_vote_down"
 FEEDBACK_FORM = "answer_feedback_form"
+CATEGORY_BLOCK = "category"
 REASON_BLOCK = "reason"
 BETTER_BLOCK = "better_answer"
 INPUT = "text"
@@ -119,7 +120,7 @@ def answer_messages(
 
 
 def feedback_form(answer_id: int) -> dict:
-    """The modal a 👎 opens: what was wrong (required) and, optionally, a better answer."""
+    """The modal a 👎 opens: what was wrong (a category, required), details and a better answer (optional)."""
 
     def field(block_id: str, label: str, placeholder: str, *, optional: bool) -> dict:
         return {
@@ -143,26 +144,47 @@ def feedback_form(answer_id: int) -> dict:
         "submit": {"type": "plain_text", "text": "Send"},
         "close": {"type": "plain_text", "text": "Cancel"},
         "blocks": [
+            category_field(),
+            field(REASON_BLOCK, "Details", "Optional: what exactly was wrong", optional=True),
             field(
-                REASON_BLOCK,
-                "What was wrong with the answer?",
-                "Wrong, outdated, incomplete…",
-                optional=False,
+                BETTER_BLOCK,
+                "A better answer",
+                "Optional: what the bot should have said (a curator reviews it)",
+                optional=True,
             ),
-            field(BETTER_BLOCK, "A better answer", "Optional: what the bot should have said", optional=True),
         ],
     }
 
 
-def submitted_feedback(view: dict) -> tuple[int, str, str]:
-    """(answer id, reason, better answer) from a submitted feedback form."""
+def category_field() -> dict:
+    """A required choice of Feedback.Category, the same list Discord's form offers."""
+    options = [
+        {"text": {"type": "plain_text", "text": label}, "value": value}
+        for value, label in Feedback.Category.choices
+    ]
+    return {
+        "type": "input",
+        "block_id": CATEGORY_BLOCK,
+        "label": {"type": "plain_text", "text": "What was wrong with the answer?"},
+        "element": {
+            "type": "static_select",
+            "action_id": INPUT,
+            "placeholder": {"type": "plain_text", "text": "Choose one"},
+            "options": options,
+        },
+    }
+
+
+def submitted_feedback(view: dict) -> tuple[int, str, str, str]:
+    """(answer id, category, reason, better answer) from a submitted feedback form."""
     values = view["state"]["values"]
 
-    def value(block_id: str) -> str:
-        return ((values.get(block_id) or {}).get(INPUT) or {}).get("value") or ""
+    def state(block_id: str) -> dict:
+        return (values.get(block_id) or {}).get(INPUT) or {}
 
     return (
         int(json.loads(view["private_metadata"])["answer"]),
-        value(REASON_BLOCK).strip(),
-        value(BETTER_BLOCK),
+        (state(CATEGORY_BLOCK).get("selected_option") or {}).get("value") or "",
+        (state(REASON_BLOCK).get("value") or "").strip(),
+        state(BETTER_BLOCK).get("value") or "",
     )

@@ -237,7 +237,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
             ),
         )
 
-    @admin.action(description="Revoke selected keys")
+    @admin.action(description="Revoke selected keys", permissions=["change"])
     def revoke(self, request, queryset):
         revoked = queryset.filter(active=True).update(active=False)
         self.message_user(request, f"Revoked {revoked} key(s); requests with them now get HTTP 401.")

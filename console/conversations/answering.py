@@ -73,11 +73,13 @@ class ChannelConfig:
 
 
 def channel_config(platform: str, channel: str) -> ChannelConfig:
+    """The channel's settings; a channel pinned to collections searches only those, even when
+    every one of them was deleted since (then nothing: "not covered", never every collection)."""
     row = ChannelSettings.objects.filter(platform=platform, channel_id=channel).first() if channel else None
     if row is None:
         return ChannelConfig()
     slugs = tuple(row.collections.values_list("slug", flat=True))
-    return ChannelConfig(row.enabled, row.mode, slugs or None, row.persona)
+    return ChannelConfig(row.enabled, row.mode, slugs if slugs or row.pinned else None, row.persona)
 
 
 def resolve_mode(requested: str | None, config: ChannelConfig, adapter: ActiveAdapter | None) -> str:
@@ -169,6 +171,13 @@ def retrieve(
     return [r for r in results if (r.similarity or 0) >= settings.RETRIEVAL_MIN_SIMILARITY]
 
 
+def scopes_for(platform: str, channel: str, workspace: str, *, shared_channel: bool = False) -> list[str]:
+    """The collection scopes an answer may read: the channel's, and the asker's workspace's unless
+    the channel is shared with people outside it (everyone in the channel reads the answer)."""
+    idents = (channel,) if shared_channel else (channel, workspace)
+    return [f"{platform}:{ident}" for ident in idents if ident]
+
+
 def answer(
     question: str,
     *,
@@ -181,9 +190,11 @@ def answer(
     mode: str | None = None,
     adapter_name: str | None = None,
     on_delta: Callable[[str], None] | None = None,
+    shared_channel: bool = False,
 ) -> Answer:
     """Answer `question` as asked in `channel` and record it. Raises ChannelDisabled, AnswerFailed.
 
+    shared_channel: people outside the workspace read the channel (Slack Connect), see `scopes_for`.
     adapter_name: answer with that trained adapter instead of the live one (mode defaults to both).
     on_delta: called with each piece of text as it is generated (streaming); the pieces join to
     the recorded text, except for a not-covered answer, which is recorded without generating.
@@ -200,7 +211,7 @@ def answer(
     clock = _Stopwatch()
     chunks: list[SearchResult] = []
     if mode in (Mode.RAG, Mode.BOTH):
-        scopes = [f"{platform}:{ident}" for ident in (channel, workspace) if ident]
+        scopes = scopes_for(platform, channel, workspace, shared_channel=shared_channel)
         chunks = retrieve(question, config, scopes, clock)
         if not chunks:
             return _record(asked, question, NOT_COVERED, mode, None, [], None, clock)

@@ -5,8 +5,9 @@ The last user message is the question and earlier user/assistant messages are th
 system prompt stays the operator's (client system messages are ignored), and so do sampling
 parameters (temperature, max_tokens: the server's settings apply). `model` picks how to answer:
 "answerbot" (retrieval + the live adapter, as in a channel), a mode ("prompt", "rag", "adapter",
-"both") or a trained adapter by its run name. Responses carry a non-standard `answerbot` object
-(answer id, mode, adapter, sources), which OpenAI clients keep as an extra field.
+"both") or, by its run name, a trained adapter that passed the evaluation gate. Responses carry a
+non-standard `answerbot` object (answer id, mode, adapter, sources), which OpenAI clients keep as
+an extra field.
 """
 
 from __future__ import annotations
@@ -110,7 +111,13 @@ def authenticate(request: HttpRequest) -> ApiKey:
 
 
 def trained_adapters():
-    return TrainingRun.objects.exclude(adapter_path="").order_by("-created_at")
+    """Adapters a client may pick by name: only runs that finished and passed the evaluation gate
+    (a refused or unfinished adapter never answers API traffic, whatever its name)."""
+    return (
+        TrainingRun.objects.filter(status=TrainingRun.Status.SUCCEEDED, metrics__promoted=True)
+        .exclude(adapter_path="")
+        .order_by("-created_at")
+    )
 
 
 def model_choice(model: str) -> tuple[str | None, str | None]:
@@ -124,7 +131,7 @@ def model_choice(model: str) -> tuple[str | None, str | None]:
     raise ApiError(
         404,
         f"The model {model!r} does not exist. GET /v1/models lists the models: "
-        f"{DEFAULT_MODEL!r}, a mode ({', '.join(answering.MODES)}) or a trained adapter's name.",
+        f"{DEFAULT_MODEL!r}, a mode ({', '.join(answering.MODES)}) or the name of an adapter that passed its evaluation gate.",
         code="model_not_found",
         param="model",
     )

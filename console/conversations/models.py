@@ -39,6 +39,14 @@ class ChannelSettings(models.Model):
         blank=True,
         help_text="Search only these. Empty: every collection this channel may read.",
     )
+    pinned = models.BooleanField(
+        default=False,
+        editable=False,
+        help_text=(
+            "Searches are limited to `collections` (set when collections are chosen). It stays on when a "
+            "pinned collection is deleted, so the channel answers 'not covered' instead of reading everything."
+        ),
+    )
     persona = models.TextField(blank=True, help_text="System prompt for this channel. Empty: the default.")
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -50,6 +58,13 @@ class ChannelSettings(models.Model):
 
     def __str__(self) -> str:
         return self.name or f"{self.platform}:{self.channel_id}"
+
+    def pin_to_chosen_collections(self) -> None:
+        """Pinned exactly when collections are chosen (after a change by hand, not a deletion)."""
+        pinned = self.collections.exists()
+        if pinned != self.pinned:
+            self.pinned = pinned
+            self.save(update_fields=["pinned", "updated_at"])
 
 
 class SourceRef(TypedDict):
@@ -121,10 +136,22 @@ class Answer(models.Model):
 
 
 class Feedback(models.Model):
+    class Category(models.TextChoices):
+        """What was wrong with an answer, as a 👎's follow-up asks on every platform."""
+
+        FACTS = "facts", "Wrong or outdated facts"
+        MISSING = "missing", "Missing information"
+        TONE = "tone", "Tone or format"
+        LENGTH = "length", "Too long"
+        OTHER = "other", "Other"
+
     answer = models.ForeignKey(Answer, on_delete=models.CASCADE, related_name="feedback")
     platform = models.CharField(max_length=16, choices=Platform.choices)
     voter = models.CharField(max_length=64, help_text="Hashed user id.")
     value = models.SmallIntegerField(choices=[(1, "👍"), (-1, "👎")])
+    category = models.CharField(
+        max_length=16, choices=Category.choices, blank=True, help_text="What was wrong (a 👎's follow-up)."
+    )
     reason = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

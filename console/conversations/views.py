@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, TypedDict, cast
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth.decorators import login_required
-from django.db.models import Count, Q
+from django.db.models import Count, Q, QuerySet
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404, redirect, render
@@ -105,10 +105,16 @@ def voter(request: HttpRequest) -> str:
     return str(request.user.pk)
 
 
+def own_answers(request: HttpRequest) -> QuerySet[Answer]:
+    """The answers this user asked for on the chat page (the asker is stored hashed)."""
+    return Answer.objects.filter(platform=Platform.WEB, asker=hash_id(Platform.WEB, voter(request)))
+
+
 def cards(request: HttpRequest, answer_ids: list[int]) -> list[Card]:
     """Cards for the given answers, in the given order, with vote counts and the user's own vote."""
     answers = (
-        Answer.objects.filter(pk__in=answer_ids)
+        own_answers(request)
+        .filter(pk__in=answer_ids)
         .select_related("adapter")
         .annotate(
             up=Count("feedback", filter=Q(feedback__value=1)),
@@ -226,7 +232,9 @@ def failure(request: HttpRequest, form: AskForm, message: str, *, status: int) -
 @console_login_required
 @require_POST
 def vote(request: HttpRequest, pk: int) -> HttpResponse:
-    answer = get_object_or_404(Answer, pk=pk)
+    """A vote on one of the person's own chat-page answers; any other answer id is a 404 (its card
+    would show another person's or another channel's question and answer)."""
+    answer = get_object_or_404(own_answers(request), pk=pk)
     form = VoteForm(request.POST)
     if not form.is_valid():
         return HttpResponse("A vote is 1 (👍) or -1 (👎).", status=400)

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any, TypedDict
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import Count, Q
 from django.http import HttpRequest
@@ -118,6 +119,8 @@ class DocumentAdmin(admin.ModelAdmin):
         return [upload, *super().get_urls()]
 
     def upload_view(self, request):
+        if not self.has_add_permission(request):
+            raise PermissionDenied("Uploading documents needs the 'Can add document' permission.")
         form = UploadForm(request.POST or None, request.FILES or None)
         if request.method == "POST" and form.is_valid():
             queued, skipped, failed = self._register_uploads(form.cleaned_data)
@@ -150,10 +153,14 @@ class DocumentAdmin(admin.ModelAdmin):
         busy = Document.objects.filter(
             status__in=[Document.Status.PENDING, Document.Status.INDEXING]
         ).exists()
-        extra_context = {**(extra_context or {}), "auto_refresh": busy}
+        extra_context = {
+            **(extra_context or {}),
+            "auto_refresh": busy,
+            "can_upload": self.has_add_permission(request),
+        }
         return super().changelist_view(request, extra_context)
 
-    @admin.action(description="Re-index selected documents")
+    @admin.action(description="Re-index selected documents", permissions=["change"])
     def reindex(self, request, queryset):
         count = indexing.mark_for_reindex(queryset)
         self.message_user(request, f"Queued {count} document(s) for re-indexing.")

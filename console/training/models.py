@@ -6,6 +6,7 @@ import hashlib
 import json
 from typing import Any, TypedDict
 
+from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.utils import timezone
 
@@ -90,6 +91,11 @@ class TrainingRun(models.Model):
                 fields=["active"], condition=models.Q(active=True), name="one_active_adapter"
             ),
         ]
+        permissions = [
+            ("start_training", "Can start (or retry) a training run"),
+            ("promote_adapter", "Can promote or roll back the live adapter"),
+            ("read_evaluation", "Can read a run's side-by-side evaluation"),
+        ]
 
     def __str__(self) -> str:
         return self.name
@@ -168,6 +174,16 @@ class TrainingRun(models.Model):
             setattr(self, name, value)
 
 
+class TrainingPairQuerySet(models.QuerySet):
+    def trainable(self) -> TrainingPairQuerySet:
+        """Pairs the next run may train on: approved, not stale, and with context every channel may
+        read, unless a curator with `include_restricted_pair` included that pair on purpose (the
+        adapter answers every channel, so a channel's private facts must not reach it by default)."""
+        return self.filter(status=TrainingPair.Status.APPROVED, stale=False).filter(
+            models.Q(restricted=False) | models.Q(include_restricted=True)
+        )
+
+
 class TrainingPair(models.Model):
     """A question, the context the model saw, and a good answer: one example for the next adapter.
 
@@ -205,8 +221,27 @@ class TrainingPair(models.Model):
     stale = models.BooleanField(default=False, help_text="A document in its context changed since.")
     pii_scrubbed = models.BooleanField(default=False, help_text="Personal data or secrets were replaced.")
     eval_only = models.BooleanField(default=False, help_text="Held out for evaluation, never trained on.")
+    author = models.CharField(
+        max_length=64, blank=True, help_text="Hashed id of the person who wrote a correction."
+    )
+    collections = ArrayField(
+        models.CharField(max_length=100),
+        default=list,
+        blank=True,
+        help_text="Collections (slugs) the context's chunks came from.",
+    )
+    restricted = models.BooleanField(
+        default=False,
+        help_text="Some of its context came from a collection only some channels may read.",
+    )
+    include_restricted = models.BooleanField(
+        default=False,
+        help_text="A curator allowed to include restricted context chose to train on this pair.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+
+    objects = TrainingPairQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at"]
@@ -216,6 +251,14 @@ class TrainingPair(models.Model):
                 condition=models.Q(source="feedback"),
                 name="one_feedback_pair_per_answer",
             ),
+            models.UniqueConstraint(
+                fields=["origin", "author"],
+                condition=models.Q(source="correction") & ~models.Q(author=""),
+                name="one_correction_per_answer_and_person",
+            ),
+        ]
+        permissions = [
+            ("include_restricted_pair", "Can include a pair with restricted context in training"),
         ]
 
     def __str__(self) -> str:
@@ -234,3 +277,16 @@ class TrainingPair(models.Model):
             positions = set(range(len(self.context))) if any(cited) else set()
         self.context = redact_context(self.context, positions, texts)
         self.save(update_fields=["context", "updated_at"])
+
+    def revise(self, answer: str, reason: str, *, pii_scrubbed: bool) -> None:
+        """Its author sent a new better answer before a curator looked: the candidate takes it."""
+        self.answer, self.reason, self.pii_scrubbed = answer, reason, self.pii_scrubbed or pii_scrubbed
+        self.save(update_fields=["answer", "reason", "pii_scrubbed", "updated_at"])
+
+    def include_restricted_context(self) -> bool:
+        """A curator trains on this pair although its context is restricted; False if it is not."""
+        if not self.restricted or self.include_restricted:
+            return False
+        self.include_restricted = True
+        self.save(update_fields=["include_restricted", "updated_at"])
+        return True

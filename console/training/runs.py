@@ -50,7 +50,7 @@ def adapters_dir() -> Path:
 
 
 def trainable_pairs():
-    return TrainingPair.objects.filter(status=TrainingPair.Status.APPROVED, stale=False).order_by("pk")
+    return TrainingPair.objects.trainable().order_by("pk")
 
 
 def start_run(*, epochs: int | None = None, enqueue: bool = True) -> TrainingRun:

@@ -26,9 +26,9 @@ def _words(text: str) -> int:
 
 def dataset_size() -> DatasetSize:
     """Size of the next training set, estimated cheaply (no tokenizer): question, context and answer."""
-    trainable = TrainingPair.objects.filter(
-        status=TrainingPair.Status.APPROVED, stale=False, eval_only=False
-    ).values_list("question", "answer", "context")
+    trainable = (
+        TrainingPair.objects.trainable().filter(eval_only=False).values_list("question", "answer", "context")
+    )
     pairs = words = 0
     for question, answer, context in trainable.iterator(chunk_size=1000):
         pairs += 1

@@ -33,6 +33,7 @@ class FakeSlack:
     def __init__(self) -> None:
         self.calls: list[Call] = []
         self.bots: set[str] = set()
+        self.shared_channels: set[str] = set()  # conversations.info says is_ext_shared for these
         self._rate_limited: dict[str, int] = {}
         self._lock = threading.Lock()
         self._ts = itertools.count(1)
@@ -110,6 +111,19 @@ class FakeSlack:
             view = args.get("view")
             view = json.loads(view) if isinstance(view, str) else view
             return {"ok": True, "view": {"id": f"V{next(self._ts)}", **(view or {})}}
+        if method == "conversations.info":
+            shared = channel in self.shared_channels
+            return {
+                "ok": True,
+                "channel": {
+                    "id": channel,
+                    "is_channel": True,
+                    "is_shared": shared,
+                    "is_ext_shared": shared,
+                    "is_org_shared": False,
+                    "is_pending_ext_shared": False,
+                },
+            }
         if method == "users.info":
             user = args.get("user", "")
             return {"ok": True, "user": {"id": user, "team_id": TEAM, "is_bot": user in self.bots}}

@@ -25,6 +25,7 @@ import discord.ext.test as dpytest
 import pytest
 from aiohttp import web
 from discord.ext.test import factories
+from django.conf import settings
 from django.core.management import call_command, get_commands
 from django.core.management.base import CommandError
 from django.db import connections
@@ -41,6 +42,7 @@ from bots.discord.format import (
 )
 from console.conversations.models import Answer, ChannelSettings, Feedback
 from console.conversations.pseudonyms import hash_id
+from console.training.models import TrainingPair
 from tests.knowledge.conftest import ONCALL_MD
 
 pytestmark = pytest.mark.usefixtures("transactional_db")
@@ -60,6 +62,15 @@ WAIT_S = 30.0
 def shown(answer: Answer) -> str:
     """The answer's text as Discord shows it: the tiny model's random bytes include control characters."""
     return safe_links(answer.text, answer.sources)
+
+
+@pytest.fixture(autouse=True)
+def _allowed_guild(settings):
+    """The bot answers in GUILD_ID (and dpytest's guild, see dpytest_bot); membership is looked up afresh."""
+    settings.DISCORD_ALLOWED_GUILDS = frozenset({GUILD_ID})
+    discord_bot._members.clear()
+    yield
+    discord_bot._members.clear()
 
 
 @pytest.fixture(autouse=True)
@@ -90,13 +101,15 @@ async def eventually(check, timeout: float = WAIT_S):
 
 
 @contextlib.asynccontextmanager
-async def dpytest_bot():
+async def dpytest_bot(*, allow_its_guild: bool = True):
     # dpytest keeps its fake members in the member cache, which needs the members intent.
     intents = discord_bot.bot_intents()
     intents.members = True
     bot = AnswerBot(intents=intents)
     await bot._async_setup_hook()
     dpytest.configure(bot)
+    if allow_its_guild:
+        settings.DISCORD_ALLOWED_GUILDS = frozenset({GUILD_ID, dpytest.get_config().guilds[0].id})
     # dpytest 0.7 predates discord.py setting ConnectionState.loop in _async_setup_hook; its
     # replacement state needs the loop for typing indicators and views.
     bot._connection.loop = asyncio.get_running_loop()
@@ -199,6 +212,49 @@ def test_direct_message_is_answered_without_a_mention(use_tiny_llm, handbook):
     answer = Answer.objects.get()
     assert (answer.channel, answer.workspace) == (str(direct.id), "")
     assert len(sent) == 1 and shown(answer) in sent[0].content
+
+
+def test_a_server_that_is_not_allowed_gets_a_warning_in_the_log_and_no_answers(
+    use_tiny_llm, handbook, caplog
+):
+    async def scenario():
+        async with dpytest_bot(allow_its_guild=False) as bot:
+            guild = dpytest.get_config().guilds[0]
+            await bot.on_ready()
+            await bot.on_guild_join(guild)
+            await dpytest.message(f"!ask {QUESTION}")
+            await dpytest.message(f"<@{bot.user.id}> {QUESTION}")
+            return guild, sent_messages()
+
+    guild, sent = asyncio.run(scenario())
+    assert sent == [] and not Answer.objects.exists()
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert sum(str(guild.id) in w and "not in DISCORD_ALLOWED_GUILDS" in w for w in warnings) == 2
+
+
+def test_direct_messages_only_from_members_of_an_allowed_server(use_tiny_llm, handbook):
+    async def scenario():
+        async with dpytest_bot(allow_its_guild=False):  # the member's only server is not allowed
+            member = dpytest.get_config().members[0]
+            direct = await member.create_dm()
+            await dpytest.message(QUESTION, channel=direct, member=member)
+            return sent_messages()
+
+    assert [m.content for m in asyncio.run(scenario())] == [discord_bot.NOT_ALLOWED]
+    assert not Answer.objects.exists()
+
+
+def test_an_empty_allow_list_answers_nowhere_and_says_so_at_start_up(use_tiny_llm, handbook, caplog):
+    settings.DISCORD_ALLOWED_GUILDS = frozenset()
+
+    async def scenario():
+        async with dpytest_bot(allow_its_guild=False) as bot:
+            await bot.on_ready()
+            await dpytest.message(f"!ask {QUESTION}")
+            return sent_messages()
+
+    assert asyncio.run(scenario()) == [] and not Answer.objects.exists()
+    assert any("DISCORD_ALLOWED_GUILDS is empty" in r.getMessage() for r in caplog.records)
 
 
 def test_switched_off_channel_gets_no_answer(use_tiny_llm, handbook):
@@ -581,9 +637,98 @@ def test_vote_buttons_record_one_vote_per_user_and_survive_a_restart(use_tiny_ll
     answer, responses = asyncio.run(scenario())
     votes = dict(Feedback.objects.filter(answer=answer).values_list("voter", "value"))
     assert votes == {hash_id("discord", str(USER_ID)): -1, hash_id("discord", str(OTHER_USER_ID)): 1}
-    for response in responses:
-        assert response.json["type"] == 4 and response.json["data"]["flags"] & 64  # an ephemeral thank-you
-        assert "recorded" in response.json["data"]["content"]
+    down_response, up_response = responses
+    assert down_response.json["type"] == 9  # the 👎 opens the "what was wrong?" form
+    assert up_response.json["type"] == 4 and up_response.json["data"]["flags"] & 64  # an ephemeral thank-you
+    assert "recorded" in up_response.json["data"]["content"]
+
+
+def feedback_submission(fake: FakeDiscord, answer_id: int, *, category: str, better: str = "") -> dict:
+    """A MODAL_SUBMIT of the 👎 form as Discord sends it: label components wrapping the inputs."""
+    fields = [("category", {"type": 3, "custom_id": "category", "values": [category]})]
+    fields += [("reason", {"type": 4, "custom_id": "reason", "value": "Wrong time limit"})]
+    fields += [("better_answer", {"type": 4, "custom_id": "better_answer", "value": better})]
+    components = [
+        {"type": 18, "id": 2 * n + 1, "component": {"id": 2 * n + 2, **component}}
+        for n, (_, component) in enumerate(fields)
+    ]
+    return fake.interaction(5, {"custom_id": f"answerbot:feedback:{answer_id}", "components": components})
+
+
+def test_thumbs_down_opens_a_form_whose_answer_counts_even_after_a_restart(
+    use_tiny_llm, handbook, fake_discord
+):
+    async def scenario():
+        async with fake_discord() as fake:
+            async with started_bot() as bot:
+                bot._connection.parse_interaction_create(fake.slash_ask(QUESTION))
+                await eventually(lambda: Answer.objects.exclude(message_id="").exists())
+                answer = await discord_bot._off_loop(Answer.objects.get)
+                _, down = buttons(fake.messages[answer.message_id])
+                click = fake.click(fake.messages[answer.message_id], down)
+                bot._connection.parse_interaction_create(click)
+                await eventually(lambda: len(fake.interaction_calls(click["token"])) == 1)
+            async with started_bot() as restarted:  # the form is submitted to a new process
+                submitted = feedback_submission(fake, answer.pk, category="facts", better="Within 5 minutes.")
+                restarted._connection.parse_interaction_create(submitted)
+                await eventually(lambda: len(fake.interaction_calls(submitted["token"])) == 1)
+            return (
+                answer,
+                fake.interaction_calls(click["token"])[0],
+                fake.interaction_calls(submitted["token"])[0],
+            )
+
+    answer, opened, thanked = asyncio.run(scenario())
+    assert opened.json["type"] == 9  # MODAL
+    form = opened.json["data"]
+    assert form["custom_id"] == f"answerbot:feedback:{answer.pk}"
+    select = form["components"][0]["component"]
+    assert [o["value"] for o in select["options"]] == list(Feedback.Category.values)
+    assert [c["component"]["custom_id"] for c in form["components"]] == [
+        "category",
+        "reason",
+        "better_answer",
+    ]
+    assert thanked.json["type"] == 4 and thanked.json["data"]["flags"] & 64
+    assert thanked.json["data"]["content"] == discord_bot.CORRECTION_THANKS
+    feedback = Feedback.objects.get()
+    assert (feedback.value, feedback.category, feedback.reason) == (-1, "facts", "Wrong time limit")
+    pair = TrainingPair.objects.get()
+    assert (pair.source, pair.status, pair.answer) == ("correction", "candidate", "Within 5 minutes.")
+
+
+def test_a_correction_beyond_the_daily_limit_is_refused_politely(use_tiny_llm, handbook, fake_discord):
+    settings.CORRECTIONS_PER_DAY = 0
+
+    async def scenario():
+        async with fake_discord() as fake, started_bot() as bot:
+            bot._connection.parse_interaction_create(fake.slash_ask(QUESTION))
+            await eventually(lambda: Answer.objects.exclude(message_id="").exists())
+            answer = await discord_bot._off_loop(Answer.objects.get)
+            submitted = feedback_submission(fake, answer.pk, category="length", better="Shorter, please.")
+            bot._connection.parse_interaction_create(submitted)
+            await eventually(lambda: len(fake.interaction_calls(submitted["token"])) == 1)
+            return fake.interaction_calls(submitted["token"])[0]
+
+    told = asyncio.run(scenario())
+    assert "already sent 0 better answers in the last 24 hours" in told.json["data"]["content"]
+    assert told.json["data"]["flags"] & 64
+    assert not TrainingPair.objects.exists() and Feedback.objects.get().category == "length"
+
+
+def test_slash_command_in_a_server_that_is_not_allowed_is_refused(use_tiny_llm, handbook, fake_discord):
+    settings.DISCORD_ALLOWED_GUILDS = frozenset({GUILD_ID + 1})
+
+    async def scenario():
+        async with fake_discord() as fake, started_bot() as bot:
+            payload = fake.slash_ask(QUESTION)
+            bot._connection.parse_interaction_create(payload)
+            await eventually(lambda: len(fake.interaction_calls(payload["token"])) == 1)
+            return fake.interaction_calls(payload["token"])
+
+    [refusal] = asyncio.run(scenario())
+    assert refusal.json["type"] == 4 and refusal.json["data"]["content"] == discord_bot.NOT_ALLOWED
+    assert not Answer.objects.exists()
 
 
 THREAD = {

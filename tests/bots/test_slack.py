@@ -143,6 +143,9 @@ def handbook(db, collection, add_document):
 
 @pytest.fixture
 def slack(settings, live_server, fake_slack, use_tiny_llm, handbook):
+    from bots.slack import app
+
+    app._shared_channels.clear()  # what conversations.info said about another test's channels
     settings.SLACK_BOT_TOKEN = "xoxb-test-token"
     settings.SLACK_SIGNING_SECRET = SECRET
     settings.SLACK_API_URL = fake_slack.url
@@ -315,33 +318,82 @@ def test_removing_a_reaction_takes_the_vote_back_and_the_candidate_pair_follows(
     wait_until(lambda: not TrainingPair.objects.exists())  # a candidate with no votes left goes
 
 
-def test_thumbs_down_form_with_a_better_answer_becomes_a_correction_pair(slack, fake_slack):
-    slack.mention()
-    answered(fake_slack)
-    answer = Answer.objects.get()
-    view = slack_blocks.feedback_form(answer.pk)
+def submit_feedback_form(slack, answer_id: int, *, category="facts", reason="", better="", user="U0ALICE"):
+    view = slack_blocks.feedback_form(answer_id)
+    option = {"text": {"type": "plain_text", "text": category}, "value": category}
     state = {
-        slack_blocks.REASON_BLOCK: {
-            slack_blocks.INPUT: {"type": "plain_text_input", "value": "Wrong time limit"}
+        slack_blocks.CATEGORY_BLOCK: {
+            slack_blocks.INPUT: {"type": "static_select", "selected_option": option}
         },
-        slack_blocks.BETTER_BLOCK: {
-            slack_blocks.INPUT: {"type": "plain_text_input", "value": "Within 5 minutes."}
-        },
+        slack_blocks.REASON_BLOCK: {slack_blocks.INPUT: {"type": "plain_text_input", "value": reason}},
+        slack_blocks.BETTER_BLOCK: {slack_blocks.INPUT: {"type": "plain_text_input", "value": better}},
     }
-    response = slack.interaction(
+    return slack.interaction(
         {
             "type": "view_submission",
-            "user": {"id": "U0ALICE"},
+            "user": {"id": user},
             "view": {**view, "id": "V1", "state": {"values": state}},
         }
     )
-    assert response.status_code == 200
-    wait_until(lambda: TrainingPair.objects.exists())
+
+
+def test_thumbs_down_form_asks_a_category_and_a_better_answer_becomes_a_candidate(slack, fake_slack):
+    slack.mention()
+    answered(fake_slack)
+    answer = Answer.objects.get()
+    form = slack_blocks.feedback_form(answer.pk)
+    [category] = [b for b in form["blocks"] if b["block_id"] == slack_blocks.CATEGORY_BLOCK]
+    assert not category.get("optional") and category["element"]["type"] == "static_select"
+    assert [o["value"] for o in category["element"]["options"]] == list(Feedback.Category.values)
+
+    response = submit_feedback_form(
+        slack, answer.pk, category="facts", reason="Wrong time limit", better="Within 5 minutes."
+    )
+    assert response.status_code == 200 and response.text == ""  # the form closes
     pair = TrainingPair.objects.get()
     assert pair.source == TrainingPair.Source.CORRECTION and pair.answer == "Within 5 minutes."
+    assert pair.status == TrainingPair.Status.CANDIDATE  # a curator decides, not the chat user
     assert pair.origin_id == answer.pk and pair.question == QUESTION
     feedback = Feedback.objects.get()
-    assert feedback.value == -1 and feedback.reason == "Wrong time limit"
+    assert (feedback.value, feedback.category, feedback.reason) == (-1, "facts", "Wrong time limit")
+
+
+def test_a_correction_beyond_the_daily_limit_is_refused_in_the_form(slack, fake_slack, settings):
+    settings.CORRECTIONS_PER_DAY = 1
+    slack.mention()
+    slack.mention(f"{QUESTION} (again)")
+    answered(fake_slack, 2)
+    first, second = Answer.objects.order_by("pk")
+    assert submit_feedback_form(slack, first.pk, better="Within 5 minutes.").text == ""
+    refused = submit_feedback_form(slack, second.pk, category="missing", better="Within five minutes.")
+    assert refused.status_code == 200
+    body = refused.json()
+    assert body["response_action"] == "errors"
+    assert "already sent 1 better answers" in body["errors"][slack_blocks.BETTER_BLOCK]
+    assert TrainingPair.objects.count() == 1
+    assert Feedback.objects.get(answer=second).category == "missing"  # the vote itself still counts
+
+
+def test_a_channel_shared_outside_the_workspace_reads_only_channel_scoped_collections(
+    slack, fake_slack, add_document
+):
+    from console.knowledge.models import Collection
+
+    workspace = Collection.objects.create(name="Ours", slug="ours", allowed_scopes=[f"slack:{TEAM}"])
+    add_document(
+        workspace, "pager-secret.md", "# Pager\n\nPagerDuty pages are acknowledged within 90 seconds."
+    )
+    fake_slack.shared_channels.add("C0CONNECT")
+    slack.mention(channel="C0OPS")
+    slack.mention(channel="C0CONNECT")  # conversations.info says is_ext_shared
+    body = json.loads(slack.event_body(slack.mention_event(channel="C0GUESTS")))
+    slack.post(json.dumps({**body, "is_ext_shared_channel": True}), "application/json")
+    answered(fake_slack, 3)
+    sources = {a.channel: {s["source"] for s in a.sources} for a in Answer.objects.all()}
+    assert "pager-secret.md" in sources["C0OPS"]
+    assert "pager-secret.md" not in sources["C0CONNECT"] | sources["C0GUESTS"]
+    asked = {c.args["channel"] for c in fake_slack.calls_to("conversations.info")}
+    assert "C0CONNECT" in asked and "C0GUESTS" not in asked  # the event's own flag needed no look-up
 
 
 def test_slow_generation_still_acks_every_request_within_a_second(slack, fake_slack, settings):

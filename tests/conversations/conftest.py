@@ -70,7 +70,10 @@ def handbook(db) -> Collection:
 @pytest.fixture
 def trained_adapter(db, tiny_adapter) -> TrainingRun:
     return TrainingRun.objects.create(
-        name="tone-v1", status=TrainingRun.Status.SUCCEEDED, adapter_path=str(tiny_adapter)
+        name="tone-v1",
+        status=TrainingRun.Status.SUCCEEDED,
+        adapter_path=str(tiny_adapter),
+        metrics={"promoted": True},  # it passed the evaluation gate
     )
 
 

@@ -10,6 +10,7 @@ import requests
 from console.conversations.answering import NOT_COVERED
 from console.conversations.api import parse_chat_request
 from console.conversations.models import Answer, ApiKey
+from console.training.models import TrainingRun
 from ml.prompting import Turn
 from tests.conversations.conftest import ONCALL_QUESTION, UNRELATED_QUESTION
 
@@ -109,6 +110,22 @@ def test_model_named_after_a_trained_adapter_answers_with_it(openai_client, hand
     assert completion.model_extra["answerbot"]["adapter"] == "tone-v1"
     answer = Answer.objects.get()
     assert (answer.mode, answer.adapter) == ("both", trained_adapter)
+
+
+def test_only_adapters_that_passed_the_gate_can_be_picked(openai_client, trained_adapter, tiny_adapter):
+    TrainingRun.objects.create(
+        name="refused-v2", status="succeeded", adapter_path=str(tiny_adapter), metrics={"promoted": False}
+    )
+    TrainingRun.objects.create(name="evaluating-v3", status="evaluating", adapter_path=str(tiny_adapter))
+    TrainingRun.objects.create(
+        name="failed-v4", status="failed", adapter_path=str(tiny_adapter), metrics={"promoted": True}
+    )
+    assert [m.id for m in openai_client.models.list()][-1:] == ["tone-v1"]
+    for name in ("refused-v2", "evaluating-v3", "failed-v4"):
+        with pytest.raises(openai.NotFoundError) as raised:
+            openai_client.chat.completions.create(model=name, messages=ask(ONCALL_QUESTION))
+        assert raised.value.code == "model_not_found"
+    assert not Answer.objects.exists()
 
 
 def test_an_unknown_model_is_not_found(openai_client):

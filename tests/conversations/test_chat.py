@@ -115,8 +115,28 @@ def test_votes_are_one_per_user_and_a_changed_vote_updates(admin_client, admin_u
 
     other = type(admin_user).objects.create_user("bob", password="not-used-here")
     client.force_login(other)
-    vote(client, answer, 1)
+    ask(client, ONCALL_QUESTION)
+    own = Answer.objects.latest("created_at")
+    vote(client, own, 1)
     assert sorted(Feedback.objects.values_list("value", flat=True)) == [-1, 1]
+
+
+def test_a_vote_on_someone_elses_or_another_platforms_answer_is_refused_unread(
+    admin_client, admin_user, client, handbook
+):
+    ask(admin_client, ONCALL_QUESTION)
+    alices = Answer.objects.get()
+    slack = Answer.objects.create(
+        platform="slack", channel="C0SECRET", question="What is the launch date?", text="The 3rd.", mode="rag"
+    )
+    other = type(admin_user).objects.create_user("bob", password="not-used-here")
+    client.force_login(other)
+    for answer in (alices, slack):
+        response = vote(client, answer, -1, **FETCH)
+        assert response.status_code == 404
+        assert answer.question not in response.content.decode()
+    assert vote(admin_client, slack, 1).status_code == 404  # not a web answer, even for its own staff
+    assert not Feedback.objects.exists()
 
 
 def test_a_bad_vote_is_refused(admin_client, handbook):

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import admin, messages
+from django.http import HttpRequest
 from django.utils import timezone
-from django.utils.html import format_html_join
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString
 from import_export.admin import ImportExportModelAdmin
 from import_export.forms import ConfirmImportForm, ImportForm
 
@@ -34,6 +36,30 @@ class VotesFilter(admin.SimpleListFilter):
         return queryset
 
 
+class AccessFilter(admin.SimpleListFilter):
+    """Whose documents a pair's context quotes: open to every channel, or restricted to some."""
+
+    title = "context access"
+    parameter_name = "access"
+
+    def lookups(self, request, model_admin):
+        return [
+            ("open", "Every channel"),
+            ("restricted", "Restricted (left out of training)"),
+            ("included", "Restricted, included by a curator"),
+        ]
+
+    def queryset(self, request, queryset):
+        match self.value():
+            case "open":
+                return queryset.filter(restricted=False)
+            case "restricted":
+                return queryset.filter(restricted=True, include_restricted=False)
+            case "included":
+                return queryset.filter(restricted=True, include_restricted=True)
+        return queryset
+
+
 class PairImportForm(ImportForm):
     approve = forms.BooleanField(
         required=False, help_text="Approve the imported pairs (otherwise they wait as candidates)."
@@ -56,6 +82,7 @@ class TrainingPairAdmin(ImportExportModelAdmin):
         "answer_excerpt",
         "source",
         "status",
+        "access",
         "votes",
         "stale",
         "pii_scrubbed",
@@ -64,9 +91,16 @@ class TrainingPairAdmin(ImportExportModelAdmin):
     ]
     list_display_links = ["question_excerpt"]
     list_editable = ["status"]
-    list_filter = ["status", "source", VotesFilter, "stale", "eval_only"]
+    list_filter = ["status", "source", AccessFilter, VotesFilter, "stale", "eval_only"]
     search_fields = ["question", "answer"]
-    actions = ["approve", "reject", "mark_eval_only", "clear_eval_only", "clear_stale"]
+    actions = [
+        "approve",
+        "reject",
+        "mark_eval_only",
+        "clear_eval_only",
+        "clear_stale",
+        "include_restricted",
+    ]
     fields = [
         "question",
         "answer",
@@ -74,6 +108,7 @@ class TrainingPairAdmin(ImportExportModelAdmin):
         "eval_only",
         "reason",
         "context_view",
+        "access",
         "source",
         "votes",
         "stale",
@@ -84,6 +119,7 @@ class TrainingPairAdmin(ImportExportModelAdmin):
     ]
     readonly_fields = [
         "context_view",
+        "access",
         "source",
         "votes",
         "stale",
@@ -97,6 +133,9 @@ class TrainingPairAdmin(ImportExportModelAdmin):
     formats = FORMATS
     import_form_class = PairImportForm
     confirm_form_class = PairConfirmImportForm
+
+    def has_include_restricted_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("training.include_restricted_pair")
 
     def has_import_permission(self, request):
         return self.has_add_permission(request)
@@ -171,30 +210,58 @@ class TrainingPairAdmin(ImportExportModelAdmin):
         setattr(obj, name, result.text)
         return result.changed
 
-    @admin.action(description="Approve selected pairs (re-approving clears stale)")
+    @admin.action(description="Approve selected pairs (re-approving clears stale)", permissions=["change"])
     def approve(self, request, queryset):
         count = queryset.update(status=TrainingPair.Status.APPROVED, stale=False, updated_at=timezone.now())
         self.message_user(request, f"Approved {count} pair(s); they join the next training run.")
 
-    @admin.action(description="Reject selected pairs")
+    @admin.action(description="Reject selected pairs", permissions=["change"])
     def reject(self, request, queryset):
         count = queryset.update(status=TrainingPair.Status.REJECTED, updated_at=timezone.now())
         self.message_user(request, f"Rejected {count} pair(s).")
 
-    @admin.action(description="Hold out for evaluation only")
+    @admin.action(description="Hold out for evaluation only", permissions=["change"])
     def mark_eval_only(self, request, queryset):
         count = queryset.update(eval_only=True, updated_at=timezone.now())
         self.message_user(request, f"{count} pair(s) now only evaluate adapters and are never trained on.")
 
-    @admin.action(description="Use for training again (not evaluation-only)")
+    @admin.action(description="Use for training again (not evaluation-only)", permissions=["change"])
     def clear_eval_only(self, request, queryset):
         count = queryset.update(eval_only=False, updated_at=timezone.now())
         self.message_user(request, f"{count} pair(s) may be trained on again.")
 
-    @admin.action(description="Clear stale flag (context still right)")
+    @admin.action(description="Clear stale flag (context still right)", permissions=["change"])
     def clear_stale(self, request, queryset):
         count = queryset.update(stale=False, updated_at=timezone.now())
         self.message_user(request, f"Cleared the stale flag on {count} pair(s).")
+
+    @admin.action(
+        description="Train on restricted context anyway (each pair is recorded in its history)",
+        permissions=["include_restricted"],
+    )
+    def include_restricted(self, request, queryset):
+        """Restricted context reaches the shared adapter, which answers every channel: a curator with
+        the dedicated permission decides pair by pair, and each decision lands in the pair's history."""
+        included = 0
+        for pair in queryset.filter(restricted=True, include_restricted=False):
+            if pair.include_restricted_context():
+                self.log_change(request, pair, "Included in training despite restricted context.")
+                included += 1
+        self.message_user(
+            request,
+            f"{included} pair(s) with restricted context will be trained on once approved; "
+            "the adapter answers every channel, so their facts may show up anywhere.",
+            messages.WARNING,
+        )
+
+    @admin.display(description="Context access", ordering="restricted")
+    def access(self, obj: TrainingPair) -> SafeString:
+        where = ", ".join(obj.collections) or "no documents"
+        if not obj.restricted:
+            return format_html('<span title="{}">every channel</span>', where)
+        if obj.include_restricted:
+            return format_html('<b style="color:#b26a00" title="{}">restricted, included</b>', where)
+        return format_html('<b style="color:#c62828" title="{}">restricted</b>', where)
 
     @admin.display(description="Question", ordering="question")
     def question_excerpt(self, obj: TrainingPair) -> str:

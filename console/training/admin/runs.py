@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path, reverse
@@ -63,6 +64,15 @@ class TrainingRunAdmin(admin.ModelAdmin):
         # A run's snapshot holds every example with its context: megabytes the list never shows.
         return super().get_queryset(request).defer("examples")
 
+    def has_start_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("training.start_training")
+
+    def has_promote_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("training.promote_adapter")
+
+    def has_evaluation_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("training.read_evaluation")
+
     def get_urls(self):
         extra = [
             path("train/", self.admin_site.admin_view(self.train_view), name="training_trainingrun_train"),
@@ -76,11 +86,16 @@ class TrainingRunAdmin(admin.ModelAdmin):
 
     def changelist_view(self, request, extra_context=None):
         busy = TrainingRun.objects.filter(status__in=["queued", "running", "evaluating"]).exists()
-        return super().changelist_view(request, {**(extra_context or {}), "auto_refresh": busy})
+        context = {"auto_refresh": busy, "can_train": self.has_start_permission(request)}
+        return super().changelist_view(request, {**(extra_context or {}), **context})
 
     def train_view(self, request):
         if request.method != "POST":
             return redirect("admin:training_trainingrun_changelist")
+        if not self.has_start_permission(request):
+            raise PermissionDenied(
+                "Starting training needs the 'Can start (or retry) a training run' permission."
+            )
         try:
             run = runs.start_run()
         except runs.NotEnoughPairs as err:
@@ -92,6 +107,12 @@ class TrainingRunAdmin(admin.ModelAdmin):
         return redirect("admin:training_trainingrun_changelist")
 
     def evaluation_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        """The held-out questions with every model's answer: they quote pairs' text, so they need their
+        own permission."""
+        if not self.has_evaluation_permission(request):
+            raise PermissionDenied(
+                "Reading evaluations needs the 'Can read a run's side-by-side evaluation' permission."
+            )
         run = get_object_or_404(TrainingRun, pk=pk)
         systems = _systems(run)
         context = {
@@ -107,7 +128,7 @@ class TrainingRunAdmin(admin.ModelAdmin):
         }
         return render(request, "admin/training/trainingrun/evaluation.html", context)
 
-    @admin.action(description="Serve this adapter (promote, or roll back to it)")
+    @admin.action(description="Serve this adapter (promote, or roll back to it)", permissions=["promote"])
     def make_live(self, request, queryset):
         if queryset.count() != 1:
             self.message_user(request, "Select exactly one run to serve.", messages.ERROR)
@@ -119,7 +140,7 @@ class TrainingRunAdmin(admin.ModelAdmin):
         adapters.promote(run)
         self.message_user(request, f"{run} now answers; every process switches within seconds.")
 
-    @admin.action(description="Retry failed runs (resumes from the last checkpoint)")
+    @admin.action(description="Retry failed runs (resumes from the last checkpoint)", permissions=["start"])
     def retry(self, request, queryset):
         retried = 0
         for run in queryset.filter(status=TrainingRun.Status.FAILED):
