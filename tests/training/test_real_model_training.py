@@ -44,10 +44,17 @@ def smollm2(settings):
     forget_active_adapter()
 
 
+@pytest.fixture
+def demo_knowledge(db):
+    """The demo knowledge base: the gate answers held-out questions with what retrieval finds."""
+    folder = django_settings.BASE_DIR / "examples" / "knowledge"
+    call_command("ingest", str(folder), collection="demo", sync=True, stdout=io.StringIO())
+
+
 @pytest.mark.slow
 @pytest.mark.django_db
 def test_trained_adapter_answers_held_out_questions_closer_to_the_references_than_the_base(
-    smollm2, admin_client, tmp_path
+    smollm2, demo_knowledge, admin_client, tmp_path
 ):
     path, rows = demo_pairs(tmp_path, 13)
     call_command("import_pairs", str(path), "--approve", stdout=io.StringIO())
@@ -85,7 +92,9 @@ def states(text: str, fact: str) -> bool:
 
 @pytest.mark.slow
 @pytest.mark.django_db
-def test_adapter_trained_on_context_free_pairs_answers_from_the_retrieved_document(smollm2, tmp_path):
+def test_adapter_trained_on_context_free_pairs_answers_from_the_retrieved_document(
+    smollm2, demo_knowledge, tmp_path
+):
     """The seed's flow: a spreadsheet of questions and answers, no context column. Trained on what
     retrieval finds for each question, the adapter reads the documents it is given in `both` mode:
     a held-out answer states a fact that only the retrieved document holds (no training answer
