@@ -102,13 +102,6 @@ def test_adapter_trained_on_context_free_pairs_answers_from_the_retrieved_docume
     from console.conversations import answering
     from ml.evaluation import key_facts
 
-    call_command(
-        "ingest",
-        str(django_settings.BASE_DIR / "examples" / "knowledge"),
-        collection="demo",
-        sync=True,
-        stdout=io.StringIO(),
-    )
     path, rows = demo_pairs(tmp_path, 13)
     path.write_text(
         "".join(json.dumps({k: v for k, v in row.items() if k != "context"}) + "\n" for row in rows)
