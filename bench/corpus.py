@@ -22,7 +22,6 @@ import numpy as np
 from django.db import connection
 from pgvector.psycopg import register_vector
 
-from console.knowledge import search
 from console.knowledge.models import Chunk, Collection, Document
 
 SYNTHETIC = "synthetic"  # the collection the synthetic documents go to
@@ -118,7 +117,8 @@ STAGE_SQL = """
         embedding vector(384)
     ) ON COMMIT DROP
 """
-# The same search_vector expression as indexing._fill_search_vectors.
+# The same search_vector expression as indexing._fill_search_vectors; the BM25 statistics
+# (knowledge_lexeme, knowledge_chunk_totals) follow through the chunk table's triggers.
 INSERT_SQL = """
     INSERT INTO knowledge_chunk (document_id, ordinal, heading, text, token_count, embedding, search_vector)
     SELECT s.document_id, s.ordinal, s.heading, s.text, s.token_count, s.embedding,
@@ -174,7 +174,6 @@ def grow_corpus(size: int, seed: Seed, rng: random.Random, nprng: np.random.Gene
             index_s[name] = time.perf_counter() - started
         conn.execute("VACUUM ANALYZE knowledge_chunk")
         conn.execute("VACUUM ANALYZE knowledge_document")
-    search.forget_common_words()  # the new statistics know which words are common now
     return Build(load_s=load_s, index_s=index_s)
 
 

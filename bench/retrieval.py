@@ -1,11 +1,12 @@
-"""Retrieval benchmark: ingestion throughput, search latency, HNSW recall and answer quality.
+"""Retrieval benchmark: ingestion throughput, search latency, HNSW recall and answer quality, on
+the demo KB; and retrieval quality on a real manual with the fusion sweep (bench/manual_quality.py).
 
 Everything runs in a throwaway database made by Django's test-database machinery (beside the
 real one on the configured PostgreSQL, dropped at the end) with a temporary MEDIA_ROOT, so a
 user's knowledge base is never read or changed. Prints a table; a full run also rewrites the
 retrieval section of docs/benchmarks.md (a --quick smoke run writes only when given --docs).
 
-    .venv/bin/python -m bench.retrieval [--quick] [--docs PATH]
+    .venv/bin/python -m bench.retrieval [--quick] [--docs PATH] [--corpus all|demo|python-docs] [--rebuild]
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from django.conf import settings  # noqa: E402
 from django.db import connection, transaction  # noqa: E402
 from django.test import override_settings  # noqa: E402
 
-from bench import corpus  # noqa: E402
+from bench import corpus, manual_quality  # noqa: E402
 from console.knowledge import indexing, ingestion, search  # noqa: E402
 from console.knowledge.models import Chunk, Collection  # noqa: E402
 from ml import embeddings  # noqa: E402
@@ -57,6 +58,7 @@ REPRODUCE = (
 )
 
 METHODS = ("vector", "fulltext", "hybrid")
+CORPORA = ("all", "demo", "python-docs")
 MODES = ("end-to-end", "sql")
 K = 5
 RECALL_K = 10
@@ -624,9 +626,28 @@ def main() -> None:
         type=Path,
         help=f"Markdown file to update (default: {DOCS.relative_to(ROOT)} on a full run)",
     )
+    parser.add_argument(
+        "--corpus",
+        choices=CORPORA,
+        default="all",
+        help="the demo KB (ingestion, latency, recall, quality), the Python manual (quality and the "
+        "fusion sweep; a quick run skips it), or both (default)",
+    )
+    parser.add_argument(
+        "--rebuild",
+        action="store_true",
+        help="re-ingest the Python manual even if its cached database is current",
+    )
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # still drop the throwaway database
-    plan = PLANS["quick" if args.quick else "full"]
+    docs = args.docs or (None if args.quick else DOCS)
+    if args.corpus in ("all", "demo"):
+        run_demo(PLANS["quick" if args.quick else "full"], docs)
+    if args.corpus == "python-docs" or (args.corpus == "all" and not args.quick):
+        manual_quality.main(docs=docs, rebuild=args.rebuild)
+
+
+def run_demo(plan: Plan, docs: Path | None) -> None:
     report = Report(plan=plan)
     started = time.monotonic()
     report.load = os.getloadavg()[0]
@@ -636,7 +657,6 @@ def main() -> None:
         report.other_cpu = meter.other_share()
     report.runtime_s = time.monotonic() - started
     print(render_text(report))
-    docs = args.docs or (None if args.quick else DOCS)
     if docs:
         write_section(docs, SECTION, render_markdown(report))
         print(f"\nWrote {docs}")

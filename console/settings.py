@@ -211,12 +211,35 @@ CHUNK_OVERLAP_TOKENS = env_int("CHUNK_OVERLAP_TOKENS", 32)
 SEARCH_EF = env_int("SEARCH_EF", 100)
 # Weight of the full-text leg in hybrid fusion (the vector leg weighs 1); bench/retrieval.py sweeps it.
 SEARCH_TEXT_WEIGHT = env_float("SEARCH_TEXT_WEIGHT", 0.2)
+SEARCH_RRF_K = env_float("SEARCH_RRF_K", 60)  # hybrid fusion: each leg adds weight / (SEARCH_RRF_K + rank)
+# BM25 ranking of the full-text leg: term-frequency saturation (k1) and length normalisation (b);
+# a word in the document title or a section heading counts as this many occurrences in body text.
+SEARCH_BM25_K1 = env_float("SEARCH_BM25_K1", 1.2)
+SEARCH_BM25_B = env_float("SEARCH_BM25_B", 0.75)
+SEARCH_TITLE_WEIGHT = env_float("SEARCH_TITLE_WEIGHT", 2.0)
+SEARCH_HEADING_WEIGHT = env_float("SEARCH_HEADING_WEIGHT", 1.5)
+# A word in more chunks than this only ranks chunks that another word of the question selected.
+SEARCH_COMMON_WORD_CHUNKS = env_int("SEARCH_COMMON_WORD_CHUNKS", 1000)
+SEARCH_CHUNKS_PER_DOCUMENT = env_int("SEARCH_CHUNKS_PER_DOCUMENT", 2)  # 0: no cap
+for _name, _ok, _rule in [
+    ("SEARCH_RRF_K", SEARCH_RRF_K >= 0, "0 or more"),
+    ("SEARCH_BM25_K1", SEARCH_BM25_K1 >= 0, "0 or more"),
+    ("SEARCH_BM25_B", 0 <= SEARCH_BM25_B <= 1, "between 0 and 1"),
+    ("SEARCH_TITLE_WEIGHT", SEARCH_TITLE_WEIGHT > 0, "above 0"),
+    ("SEARCH_HEADING_WEIGHT", SEARCH_HEADING_WEIGHT > 0, "above 0"),
+    ("SEARCH_COMMON_WORD_CHUNKS", SEARCH_COMMON_WORD_CHUNKS >= 1, "1 or more"),
+    ("SEARCH_CHUNKS_PER_DOCUMENT", SEARCH_CHUNKS_PER_DOCUMENT >= 0, "0 (no cap) or more"),
+]:
+    if not _ok:
+        raise ImproperlyConfigured(f"{_name}={globals()[_name]} is out of range: set it {_rule}.")
 
 # --- Answering ---------------------------------------------------------------------------
 ANSWER_MODE = os.environ.get("ANSWER_MODE") or "auto"  # auto: both when an adapter is live, else rag
 SYSTEM_PROMPT = os.environ.get("SYSTEM_PROMPT", "")  # empty: ml.prompting.DEFAULT_SYSTEM_PROMPT
 RETRIEVAL_TOP_K = env_int("RETRIEVAL_TOP_K", 4)
 RETRIEVAL_MIN_SIMILARITY = env_float("RETRIEVAL_MIN_SIMILARITY", 0.25)  # bench/threshold.py
+# Adjacent chunks of one document are given to the model as one passage while they fit this many tokens.
+RETRIEVAL_MERGE_TOKENS = env_int("RETRIEVAL_MERGE_TOKENS", 512)
 GENERATOR = os.environ.get("GENERATOR") or "local"  # local | openai
 LLM_API_URL = os.environ.get("LLM_API_URL", "")
 LLM_API_KEY = os.environ.get("LLM_API_KEY", "")

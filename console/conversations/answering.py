@@ -20,7 +20,7 @@ from django.conf import settings
 from console.conversations.models import Answer, ChannelSettings, Mode, SourceRef
 from console.conversations.prompts import system_prompt
 from console.conversations.pseudonyms import hash_id
-from console.knowledge.search import SearchResult, embed_query, search
+from console.knowledge.search import SearchResult, embed_query, merge_adjacent, search
 from console.training.adapters import ActiveAdapter, active_adapter
 from console.training.models import TrainingRun
 from ml import generation, model_files
@@ -168,7 +168,8 @@ def retrieve(
         query_embedding=embedding,
     )
     clock.lap("search", started)
-    return [r for r in results if (r.similarity or 0) >= settings.RETRIEVAL_MIN_SIMILARITY]
+    relevant = [r for r in results if (r.similarity or 0) >= settings.RETRIEVAL_MIN_SIMILARITY]
+    return merge_adjacent(relevant, settings.RETRIEVAL_MERGE_TOKENS)
 
 
 def scopes_for(platform: str, channel: str, workspace: str, *, shared_channel: bool = False) -> list[str]:

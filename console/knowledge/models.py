@@ -143,3 +143,42 @@ class Chunk(models.Model):
 
     def __str__(self) -> str:
         return f"{self.document} #{self.ordinal}"
+
+
+class Lexeme(models.Model):
+    """BM25's document frequency: how many chunks hold `lexeme`.
+
+    Written only by the statement-level triggers on knowledge_chunk (migration 0003), in the
+    transaction that changes the chunks, so it is exactly as current as the chunks a reader sees.
+    """
+
+    lexeme = models.TextField(primary_key=True)
+    # Not a PositiveIntegerField: the triggers upsert signed deltas, and PostgreSQL checks CHECK
+    # constraints on the row proposed for insertion before it sees the conflict.
+    chunks = models.IntegerField()
+
+    class Meta:
+        db_table = "knowledge_lexeme"
+
+    def __str__(self) -> str:
+        return f"{self.lexeme} ({self.chunks})"
+
+
+class ChunkTotals(models.Model):
+    """BM25's corpus figures, one row: chunks with a search vector and their summed length.
+
+    Kept by the same triggers as Lexeme. Every writer of chunks updates this row first, so
+    writers queue here rather than deadlock on lexeme rows (see migration 0003).
+    """
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1)
+    chunks = models.BigIntegerField(default=0)  # signed, as Lexeme.chunks is
+    length = models.BigIntegerField(default=0)
+
+    class Meta:
+        db_table = "knowledge_chunk_totals"
+        verbose_name_plural = "chunk totals"
+        constraints = [models.CheckConstraint(condition=models.Q(id=1), name="chunk_totals_single_row")]
+
+    def __str__(self) -> str:
+        return f"{self.chunks} chunks, {self.length} lexeme positions"

@@ -153,4 +153,6 @@ def best_chunk(document_ids: set[int], question: str) -> SearchResult | None:
         text=chunk.text,
         score=0.0,
         similarity=similarity,
+        ordinal=chunk.ordinal,
+        token_count=chunk.token_count,
     )

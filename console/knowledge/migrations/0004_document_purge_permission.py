@@ -6,7 +6,7 @@ from django.db import migrations
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('knowledge', '0002_hnsw_m32_ef128'),
+        ('knowledge', '0003_bm25_statistics'),
     ]
 
     operations = [
