@@ -247,6 +247,13 @@ LLM_TIMEOUT = env_float("LLM_TIMEOUT", 120)
 GENERATION_MAX_NEW_TOKENS = env_int("GENERATION_MAX_NEW_TOKENS", 256)
 GENERATION_TEMPERATURE = env_float("GENERATION_TEMPERATURE", 0.0)  # 0: greedy, reproducible
 GENERATION_REPETITION_PENALTY = env_float("GENERATION_REPETITION_PENALTY", 1.1)
+# Context-aware decoding's alpha (local generator; 0: off): bench/faithfulness.py measures it.
+GENERATION_CONTEXT_CONTRAST = env_float("GENERATION_CONTEXT_CONTRAST", 0.0)
+if not 0 <= GENERATION_CONTEXT_CONTRAST <= 10:
+    raise ImproperlyConfigured(
+        f"GENERATION_CONTEXT_CONTRAST={GENERATION_CONTEXT_CONTRAST} is out of range: use 0 (off) "
+        "to 10; 0.5 to 1 is the usual range."
+    )
 HISTORY_TURNS = env_int("HISTORY_TURNS", 6)
 # The prompt's size in (estimated) tokens: older turns, then lower-ranked chunks, are left out to fit.
 PROMPT_MAX_TOKENS = env_int("PROMPT_MAX_TOKENS", 4096)

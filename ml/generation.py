@@ -35,10 +35,21 @@ _ADAPTER_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 @dataclass(frozen=True)
 class GenerationConfig:
+    """How to decode. `context_contrast` is context-aware decoding's alpha (0: off; local only):
+    see `ContextContrast`; it needs the caller's `contrast_messages` to take effect."""
+
     max_new_tokens: int = 256
     temperature: float = 0.2  # 0 -> greedy
     top_p: float = 0.9
     repetition_penalty: float = 1.1
+    context_contrast: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.context_contrast <= 10:
+            raise ValueError(
+                f"context_contrast must be between 0 (off) and 10, not {self.context_contrast}; "
+                "0.5 to 1 is the usual range."
+            )
 
 
 @dataclass(frozen=True)
@@ -56,8 +67,17 @@ class GenerationError(RuntimeError):
 
 
 class Generator(Protocol):
+    """`contrast_messages`: the same turn without the documents (`build_messages` with no chunks),
+    for context-aware decoding when `config.context_contrast` > 0; back ends that cannot contrast
+    ignore it."""
+
     def generate(
-        self, messages: list[dict], *, adapter: str | None = None, config: GenerationConfig | None = None
+        self,
+        messages: list[dict],
+        *,
+        adapter: str | None = None,
+        config: GenerationConfig | None = None,
+        contrast_messages: list[dict] | None = None,
     ) -> GenerationResult: ...
 
     def stream(
@@ -67,6 +87,7 @@ class Generator(Protocol):
         adapter: str | None = None,
         config: GenerationConfig | None = None,
         on_finish: Callable[[GenerationResult], None] | None = None,
+        contrast_messages: list[dict] | None = None,
     ) -> Iterator[str]: ...
 
     def ensure_adapter(self, name: str, path: str | Path) -> None: ...
@@ -136,6 +157,38 @@ class _StopWhenSet:
         return torch.full(
             (input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device
         )
+
+
+class ContextContrast:
+    """Context-aware decoding (Shi et al., 2023) as the first logits processor of `model.generate`.
+
+    Small models paraphrase what the documents say into what they believe ("$29" for a $55 pass
+    that is in the context). Each step the next-token logits with the documents are contrasted
+    with those of the same turn without them: (1 + alpha) * with - alpha * without, amplifying
+    what only the documents make likely. The no-documents prompt is short and keeps its own KV
+    cache, so after its one prefill each step costs one extra one-token forward. Greedy, sampling
+    and streaming all decode from the contrasted logits; `model` is the one serving (adapter on).
+    """
+
+    def __init__(self, model: Any, plain_ids: torch.Tensor, alpha: float):
+        self.model = model
+        self.plain_ids = plain_ids
+        self.alpha = alpha
+        self._cache: Any = None
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        import torch
+        from transformers import DynamicCache
+
+        if self._cache is None:  # first step: prefill the no-documents prompt
+            self._cache = DynamicCache()
+            step = self.plain_ids
+        else:  # then only the token chosen last step, which the cached prompt has not seen yet
+            step = input_ids[:, -1:]
+        with torch.no_grad():
+            output = self.model(input_ids=step, past_key_values=self._cache, use_cache=True)
+        without = output.logits[:, -1, :].to(scores.dtype)
+        return (1 + self.alpha) * scores - self.alpha * without
 
 
 class LocalGenerator:
@@ -232,18 +285,25 @@ class LocalGenerator:
         )
         return cast("BatchEncoding", encoded).to(self.device)
 
-    def _generate_kwargs(self, config: GenerationConfig, prompt_tokens: int) -> dict[str, Any]:
+    def _generate_kwargs(
+        self, config: GenerationConfig, prompt_tokens: int, contrast: ContextContrast | None = None
+    ) -> dict[str, Any]:
         from transformers import LogitsProcessorList, RepetitionPenaltyLogitsProcessor
 
-        # The penalty counts generated tokens only: penalising the prompt's tokens would push the
-        # model away from the very words of the documents it should quote.
-        penalty = RepetitionPenaltyLogitsProcessor(
-            config.repetition_penalty, prompt_ignore_length=prompt_tokens
-        )
+        # The contrast comes first: it works on the raw logits, which the penalty then adjusts.
+        processors: list[Any] = [contrast] if contrast else []
+        if config.repetition_penalty != 1.0:
+            # The penalty counts generated tokens only: penalising the prompt's tokens would push
+            # the model away from the very words of the documents it should quote.
+            processors.append(
+                RepetitionPenaltyLogitsProcessor(
+                    config.repetition_penalty, prompt_ignore_length=prompt_tokens
+                )
+            )
         pad = self._tokenizer.pad_token_id
         kwargs: dict[str, Any] = {
             "max_new_tokens": config.max_new_tokens,
-            "logits_processor": LogitsProcessorList([penalty] if config.repetition_penalty != 1.0 else []),
+            "logits_processor": LogitsProcessorList(processors),
             "eos_token_id": self._stop_ids,
             "pad_token_id": self._stop_ids[0] if pad is None else pad,
         }
@@ -254,7 +314,12 @@ class LocalGenerator:
         return kwargs
 
     def _run(
-        self, messages: list[dict], adapter: str | None, config: GenerationConfig, **extra: Any
+        self,
+        messages: list[dict],
+        adapter: str | None,
+        config: GenerationConfig,
+        contrast_messages: list[dict] | None = None,
+        **extra: Any,
     ) -> GenerationResult:
         self._check_adapter(adapter)
         # The tokenizer is used under the lock too: fast tokenizers are not safe across threads.
@@ -262,8 +327,14 @@ class LocalGenerator:
             started = time.perf_counter()
             inputs = self._encode(messages)
             prompt_tokens = int(inputs["input_ids"].shape[1])
+            plain = contrast_messages if config.context_contrast > 0 else None
+            plain_ids = self._encode(plain)["input_ids"] if plain is not None else None
             with self._serving(adapter) as model:
-                output = model.generate(**inputs, **self._generate_kwargs(config, prompt_tokens), **extra)
+                contrast = (
+                    None if plain_ids is None else ContextContrast(model, plain_ids, config.context_contrast)
+                )
+                kwargs = self._generate_kwargs(config, prompt_tokens, contrast)
+                output = model.generate(**inputs, **kwargs, **extra)
             completion = output[0, prompt_tokens:]
             reply = self._tokenizer.decode(completion, skip_special_tokens=True)  # one sequence: a str
             text = clean_reply(cast(str, reply))
@@ -271,10 +342,19 @@ class LocalGenerator:
         return GenerationResult(text, prompt_tokens, int(completion.shape[0]), seconds)
 
     def generate(
-        self, messages: list[dict], *, adapter: str | None = None, config: GenerationConfig | None = None
+        self,
+        messages: list[dict],
+        *,
+        adapter: str | None = None,
+        config: GenerationConfig | None = None,
+        contrast_messages: list[dict] | None = None,
     ) -> GenerationResult:
-        """The reply to `messages` with `adapter` (None: the base model); counts include end-of-turn."""
-        return self._run(messages, adapter, config or GenerationConfig())
+        """The reply to `messages` with `adapter` (None: the base model); counts include end-of-turn.
+
+        With `config.context_contrast` > 0 and `contrast_messages` (the turn without its documents),
+        decoding contrasts the two (`ContextContrast`); prompt_tokens counts `messages` only.
+        """
+        return self._run(messages, adapter, config or GenerationConfig(), contrast_messages)
 
     def stream(
         self,
@@ -283,10 +363,12 @@ class LocalGenerator:
         adapter: str | None = None,
         config: GenerationConfig | None = None,
         on_finish: Callable[[GenerationResult], None] | None = None,
+        contrast_messages: list[dict] | None = None,
     ) -> Iterator[str]:
         """Text deltas as they are generated; `on_finish` gets the full result with token counts.
 
         Generation runs in a worker thread; closing the iterator early stops it at the next token.
+        `contrast_messages` as for `generate`.
         """
         from transformers import StoppingCriteriaList, TextIteratorStreamer
 
@@ -301,6 +383,7 @@ class LocalGenerator:
                     messages,
                     adapter,
                     config or GenerationConfig(),
+                    contrast_messages,
                     streamer=streamer,
                     stopping_criteria=StoppingCriteriaList([_StopWhenSet(stop)]),
                 )
@@ -387,9 +470,17 @@ class OpenAIGenerator:
         return GenerationError(f"The model server at {self.base_url} {reason}. Check that it is running.")
 
     def generate(
-        self, messages: list[dict], *, adapter: str | None = None, config: GenerationConfig | None = None
+        self,
+        messages: list[dict],
+        *,
+        adapter: str | None = None,
+        config: GenerationConfig | None = None,
+        contrast_messages: list[dict] | None = None,
     ) -> GenerationResult:
-        """One chat completion; token counts are the server's `usage` (0 when it reports none)."""
+        """One chat completion; token counts are the server's `usage` (0 when it reports none).
+
+        `contrast_messages` is ignored: a chat-completions server gives no logits to contrast.
+        """
         import openai
 
         started = time.perf_counter()
@@ -413,8 +504,12 @@ class OpenAIGenerator:
         adapter: str | None = None,
         config: GenerationConfig | None = None,
         on_finish: Callable[[GenerationResult], None] | None = None,
+        contrast_messages: list[dict] | None = None,
     ) -> Iterator[str]:
-        """Text deltas from a streamed completion; `on_finish` gets the full result and usage."""
+        """Text deltas from a streamed completion; `on_finish` gets the full result and usage.
+
+        `contrast_messages` is ignored, as in `generate`.
+        """
         import openai
 
         started = time.perf_counter()

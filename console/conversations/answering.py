@@ -126,6 +126,7 @@ def generation_config() -> generation.GenerationConfig:
         max_new_tokens=settings.GENERATION_MAX_NEW_TOKENS,
         temperature=settings.GENERATION_TEMPERATURE,
         repetition_penalty=settings.GENERATION_REPETITION_PENALTY,
+        context_contrast=settings.GENERATION_CONTEXT_CONTRAST,
     )
 
 
@@ -240,14 +241,17 @@ def _generate(
         generator.ensure_adapter(adapter.name, adapter.path)
     started = clock.lap("load", started)  # ~0 once the model and adapter are loaded
     messages = messages_for(question, chunks, history, config)
+    decoding = generation_config()
+    # Context-aware decoding contrasts with the same turn without its documents.
+    contrast = messages_for(question, [], history, config) if chunks and decoding.context_contrast else None
     started = clock.lap("prompt", started)
     name = adapter.name if adapter else None
     if on_delta is None:
-        result = generator.generate(messages, adapter=name, config=generation_config())
+        result = generator.generate(messages, adapter=name, config=decoding, contrast_messages=contrast)
     else:
         finished: list[generation.GenerationResult] = []
         for delta in generator.stream(
-            messages, adapter=name, config=generation_config(), on_finish=finished.append
+            messages, adapter=name, config=decoding, on_finish=finished.append, contrast_messages=contrast
         ):
             on_delta(delta)
         result = finished[0]

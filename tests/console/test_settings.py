@@ -56,6 +56,14 @@ def test_unreadable_number_is_a_clear_startup_error_not_a_value_error():
     assert "ValueError" not in result.stderr
 
 
+def test_context_contrast_out_of_range_stops_the_start():
+    result = _import_settings(
+        DEBUG="0", SECRET_KEY="x", GENERATION_CONTEXT_CONTRAST="-1", DATA_DIR=settings.DATA_DIR.as_posix()
+    )
+    assert result.returncode != 0
+    assert "GENERATION_CONTEXT_CONTRAST=-1.0 is out of range: use 0 (off) to 10" in result.stderr
+
+
 @pytest.mark.parametrize("value", ["1", "true", "YES", " On "])
 def test_env_bool_reads_the_words_for_on(monkeypatch, value):
     monkeypatch.setenv("ANSWERBOT_TEST_FLAG", value)

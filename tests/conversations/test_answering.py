@@ -6,9 +6,11 @@ from django.core.management import call_command
 
 from console.conversations import answering
 from console.conversations.models import Answer, ChannelSettings
+from console.conversations.prompts import system_prompt
 from console.knowledge.models import Collection
 from console.training.adapters import forget_active_adapter, promote
 from console.training.models import TrainingRun
+from ml.prompting import build_messages, context_chunks
 from tests.knowledge.conftest import EXPENSES_MD, ONCALL_MD
 
 pytestmark = pytest.mark.django_db
@@ -45,6 +47,21 @@ def test_rag_answer_is_recorded_with_sources_chunks_tokens_and_timings(use_tiny_
     assert stored.prompt_tokens > 0 and 0 < stored.completion_tokens <= 9
     assert {"embed", "search", "prompt", "generate", "total"} <= set(stored.timings)
     assert stored.asker and stored.asker != "U1"
+
+
+def test_context_contrast_decodes_against_the_turn_without_documents(use_tiny_llm, handbook, settings):
+    plain = answering.answer(QUESTION, platform="cli", mode="rag")
+    settings.GENERATION_CONTEXT_CONTRAST = 2.0
+
+    contrasted = answering.answer(QUESTION, platform="cli", mode="rag")
+
+    messages = build_messages(system_prompt(), context_chunks(plain.context), [], QUESTION)
+    without = build_messages(system_prompt(), [], [], QUESTION)
+    expected = answering.get_generator().generate(
+        messages, config=answering.generation_config(), contrast_messages=without
+    )
+    assert contrasted.text == expected.text != plain.text
+    assert contrasted.context == plain.context
 
 
 def test_prompt_mode_neither_retrieves_nor_cites(use_tiny_llm, handbook):
