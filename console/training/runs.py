@@ -227,7 +227,11 @@ def evaluate(
     live = active_adapter()
     if live:
         generator.ensure_adapter(live.name, live.path)
-    config = generation.GenerationConfig(max_new_tokens=settings.EVAL_MAX_NEW_TOKENS, temperature=0.0)
+    config = generation.GenerationConfig(
+        max_new_tokens=settings.EVAL_MAX_NEW_TOKENS,
+        temperature=0.0,
+        context_contrast=settings.GENERATION_CONTEXT_CONTRAST,  # decoded as the bot decodes
+    )
     system = system_prompt_of(run)
     rows = []
     for example in heldout:
@@ -252,11 +256,12 @@ def _answer_heldout(
     with what retrieval finds for it now (none: the bot's not-covered reply, as it would serve)."""
     chunks = retrieve(example["question"], contexts.PUBLIC, contexts.NO_SCOPES)
     messages = heldout_messages(example["question"], chunks, system)
+    without = heldout_messages(example["question"], [], system) if config.context_contrast else None
 
     def ask(adapter: str | None) -> str:
         if not chunks:
             return NOT_COVERED
-        return generator.generate(messages, adapter=adapter, config=config).text
+        return generator.generate(messages, adapter=adapter, config=config, contrast_messages=without).text
 
     return {
         "pair_id": example["pair_id"],
