@@ -60,6 +60,7 @@ def test_a_pair_is_rendered_alike_for_serving_training_and_evaluation(settings):
         context=context_items(answering.context_of(CHUNKS)),  # as answering records it
     )
     pair = add_correction(answer, "Within 30 minutes, day or night [1].", platform="slack", voter="U1")
+    TrainingPair.objects.filter(pk=pair.pk).update(status="approved")  # a curator approved it
     run = TrainingRun.objects.create(name="r1", pair_ids=[pair.pk], system_prompt=system_prompt())
 
     [example] = runs.training_examples(run)
