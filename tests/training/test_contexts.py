@@ -8,24 +8,10 @@ from console.knowledge.models import Collection
 from console.training import contexts, runs
 from console.training.models import TrainingPair, TrainingRun
 from ml.voice import VoiceProfile, not_covered_answer
+from tests.conversations.conftest import EXPENSES, ONCALL, VPN
 
 pytestmark = pytest.mark.django_db
 
-ONCALL = """# On-call rotation
-
-## Paging
-The primary on-call engineer is paged through PagerDuty and must acknowledge a page within 5 minutes.
-Escalation to the secondary on-call engineer happens after 15 minutes without an acknowledgement.
-"""
-EXPENSES = """# Expense policy
-
-## Meals
-Meals while travelling are reimbursed up to 60 euros per day. Alcohol is never reimbursed.
-"""
-VPN = """Laptop and VPN setup
-
-Install WireGuard from the self-service portal and import the profile named northwind-office.
-"""
 SEVERITY = """# Incident severity levels
 
 ## SEV1
