@@ -273,7 +273,10 @@ _MATCHING = f"""WITH corpus AS (
 
 def _results(scored: str, similarity: str = "NULL::float") -> str:
     """The result rows from `scored` (id, score; best first): at most `per_document` chunks of one
-    document (NULL: no cap), numbered within their document after fusion, then the top k."""
+    document (NULL: no cap), numbered within their document after fusion, then the top k.
+
+    Each leg is a MATERIALIZED CTE so it runs exactly once: inlined, the planner may put an
+    HNSW scan on the inner side of a nested loop and rescan it per outer row."""
     return f"""
 WITH {scored},
 capped AS (
@@ -296,18 +299,18 @@ SELECT c.id, d.id, d.title, d.source, d.version, c.heading, c.text,
 
 SQL = {
     "vector": _results(
-        f"scored AS (SELECT id, 1 - distance AS score FROM ({_NEAREST}) AS nearest)",
+        f"scored AS MATERIALIZED (SELECT id, 1 - distance AS score FROM ({_NEAREST}) AS nearest)",
         "1 - (c.embedding <=> q.embedding)",
     ),
-    "fulltext": _results(f"scored AS ({_MATCHING})"),
+    "fulltext": _results(f"scored AS MATERIALIZED ({_MATCHING})"),
     # Both legs, each numbered by its own order, fused by reciprocal rank:
     # 1 / (rrf + rank) for the vector leg plus text_weight / (rrf + rank) for the text leg.
     "hybrid": _results(
-        f"""semantic_search AS (
+        f"""semantic_search AS MATERIALIZED (
     SELECT id, row_number() OVER (ORDER BY distance) AS rank
       FROM ({_NEAREST}) AS nearest
 ),
-keyword_search AS (
+keyword_search AS MATERIALIZED (
     SELECT id, row_number() OVER (ORDER BY score DESC, id) AS rank
       FROM ({_MATCHING}) AS best
 ),
