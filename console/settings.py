@@ -209,9 +209,11 @@ MAX_ARCHIVE_ENTRIES = env_int("MAX_ARCHIVE_ENTRIES", 2000)
 MAX_HTML_DEPTH = env_int("MAX_HTML_DEPTH", 256)  # nesting deeper than this is refused, not parsed
 CHUNK_OVERLAP_TOKENS = env_int("CHUNK_OVERLAP_TOKENS", 32)
 SEARCH_EF = env_int("SEARCH_EF", 100)
-# Weight of the full-text leg in hybrid fusion (the vector leg weighs 1); bench/retrieval.py sweeps it.
-SEARCH_TEXT_WEIGHT = env_float("SEARCH_TEXT_WEIGHT", 0.2)
-SEARCH_RRF_K = env_float("SEARCH_RRF_K", 60)  # hybrid fusion: each leg adds weight / (SEARCH_RRF_K + rank)
+# Weight of the full-text leg in hybrid fusion (the vector leg weighs 1). It, SEARCH_RRF_K and
+# SEARCH_CHUNKS_PER_DOCUMENT were chosen on the Python manual, keeping the demo's scores
+# (`python -m bench.retrieval --corpus python-docs`; docs/benchmarks.md).
+SEARCH_TEXT_WEIGHT = env_float("SEARCH_TEXT_WEIGHT", 0.3)
+SEARCH_RRF_K = env_float("SEARCH_RRF_K", 10)  # hybrid fusion: each leg adds weight / (SEARCH_RRF_K + rank)
 # BM25 ranking of the full-text leg: term-frequency saturation (k1) and length normalisation (b);
 # a word in the document title or a section heading counts as this many occurrences in body text.
 SEARCH_BM25_K1 = env_float("SEARCH_BM25_K1", 1.2)
@@ -220,7 +222,7 @@ SEARCH_TITLE_WEIGHT = env_float("SEARCH_TITLE_WEIGHT", 2.0)
 SEARCH_HEADING_WEIGHT = env_float("SEARCH_HEADING_WEIGHT", 1.5)
 # A word in more chunks than this only ranks chunks that another word of the question selected.
 SEARCH_COMMON_WORD_CHUNKS = env_int("SEARCH_COMMON_WORD_CHUNKS", 1000)
-SEARCH_CHUNKS_PER_DOCUMENT = env_int("SEARCH_CHUNKS_PER_DOCUMENT", 2)  # 0: no cap
+SEARCH_CHUNKS_PER_DOCUMENT = env_int("SEARCH_CHUNKS_PER_DOCUMENT", 1)  # 0: no cap
 for _name, _ok, _rule in [
     ("SEARCH_RRF_K", SEARCH_RRF_K >= 0, "0 or more"),
     ("SEARCH_BM25_K1", SEARCH_BM25_K1 >= 0, "0 or more"),

@@ -45,7 +45,9 @@ def test_reader_during_reindex_sees_one_whole_version():
         try:
             while not stop.is_set():
                 for method in ("vector", "fulltext"):
-                    results = search("restore step", k=100, method=method, query_embedding=query)
+                    results = search(
+                        "restore step", k=100, method=method, query_embedding=query, per_document=0
+                    )
                     markers = {r.text.split()[0] for r in results}
                     if len(markers) != 1 or len(results) not in (30, 40):
                         problems.append(f"{method}: {len(results)} chunks, markers {markers}")
