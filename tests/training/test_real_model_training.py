@@ -8,7 +8,6 @@ teach a voice faster than a few large ones), short evaluation answers.
 
 import io
 import json
-import re
 
 import pytest
 from django.conf import settings as django_settings
@@ -84,44 +83,3 @@ def test_trained_adapter_answers_held_out_questions_closer_to_the_references_tha
     opened = [row["candidate"] for row in run.evaluation if row["candidate"].startswith(HOUSE_OPENING)]
     assert len(opened) >= 4, run.evaluation
     assert any(HOUSE_SIGN_OFF in answer for answer in opened), run.evaluation
-
-
-def states(text: str, fact: str) -> bool:
-    return re.search(rf"(?<!\w){re.escape(fact)}(?!\w)", text.lower()) is not None
-
-
-@pytest.mark.slow
-@pytest.mark.django_db
-def test_adapter_trained_on_context_free_pairs_answers_from_the_retrieved_document(
-    smollm2, demo_knowledge, tmp_path
-):
-    """The seed's flow: a spreadsheet of questions and answers, no context column. Trained on what
-    retrieval finds for each question, the adapter reads the documents it is given in `both` mode:
-    a held-out answer states a fact that only the retrieved document holds (no training answer
-    has it, so it cannot come from memory)."""
-    from console.conversations import answering
-    from ml.evaluation import key_facts
-
-    path, rows = demo_pairs(tmp_path, 13)
-    path.write_text(
-        "".join(json.dumps({k: v for k, v in row.items() if k != "context"}) + "\n" for row in rows)
-    )
-    call_command("import_pairs", str(path), "--approve", stdout=io.StringIO())
-    assert not TrainingPair.objects.exclude(context=[]).exists()
-    held_out = list(TrainingPair.objects.filter(question__in=[row["question"] for row in rows[:5]]))
-    TrainingPair.objects.filter(pk__in=[p.pk for p in held_out]).update(eval_only=True)
-
-    call_command("train", "--sync", stdout=io.StringIO(), stderr=io.StringIO())
-
-    run = TrainingRun.objects.get()
-    assert run.status == "succeeded", run.error
-    trained = [e for e in run.examples if not e["heldout"]]
-    assert trained and all(e["context"] for e in trained), "every example trained with retrieved chunks"
-    memorised = {fact for e in trained for fact in key_facts(e["answer"])}
-    read = []
-    for pair in held_out:
-        reply = answering.answer(pair.question, platform="cli", mode="both", adapter_name=run.name)
-        documents = " ".join(item["text"] for item in reply.context)
-        only_in_documents = {f for f in key_facts(pair.answer) if states(documents, f) and f not in memorised}
-        read += [f for f in only_in_documents if states(reply.text, f)]
-    assert read, "no held-out answer stated a fact only the retrieved document holds"
