@@ -71,15 +71,7 @@ def test_trained_adapter_answers_held_out_questions_closer_to_the_references_tha
     assert len(run.pair_ids) == 8
     assert run.hyperparameters["learning_rate"] == 2e-3 and run.hyperparameters["batch_size"] == 2
     base, candidate = run.metrics["base"], run.metrics["candidate"]
-    assert candidate["similarity"] > base["similarity"] + 0.03, run.metrics
-    assert candidate["rouge_l"] > base["rouge_l"], run.metrics
-    # Promotion is the gate's call, tested in test_training_runs.py, and not asserted here: with 8
-    # pairs and 40-token answers the candidate's groundedness stays below the base model's, whose
-    # short answers mostly copy the context.
-
-    # The voice is something only training can give: the base model never opens this way.
-    base_answers = "\n".join(row["base"] for row in run.evaluation)
-    assert HOUSE_OPENING not in base_answers and HOUSE_SIGN_OFF not in base_answers, run.evaluation
-    opened = [row["candidate"] for row in run.evaluation if row["candidate"].startswith(HOUSE_OPENING)]
-    assert len(opened) >= 4, run.evaluation
-    assert any(HOUSE_SIGN_OFF in answer for answer in opened), run.evaluation
+    # The gate's scores, both answering with live retrieval: the voice is what training adds (0.45
+    # against 0.10 when last run), while facts stay within the margin of retrieval alone.
+    assert candidate["voice"] > base["voice"] + 0.3, run.metrics
+    assert candidate["facts"] >= base["facts"] - 0.05, run.metrics
