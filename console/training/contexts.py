@@ -31,7 +31,7 @@ from console.conversations.answering import ChannelConfig, context_of, retrieve
 from console.knowledge.models import Chunk
 from console.knowledge.search import SearchResult, embed_query
 from console.training.models import ContextFrom, RunExample, TrainingPair
-from ml import embeddings
+from ml import embeddings, evaluation
 from ml.prompting import ContextItem, context_items
 from ml.voice import VoiceProfile, not_covered_answer
 
@@ -123,9 +123,11 @@ def answering_documents(answer: str, chunks: Sequence[SearchResult]) -> set[int]
     """The document of the retrieved chunk most like the answer, if it is like it at all."""
     if not chunks:
         return set()
-    vectors = embeddings.embed(settings.EMBEDDING_MODEL, [answer, *(c.text for c in chunks)])
-    vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-    similarity = vectors[1:] @ vectors[0]
+    similarity = evaluation.semantic_similarity(
+        lambda texts: embeddings.embed(settings.EMBEDDING_MODEL, texts),
+        [answer] * len(chunks),
+        [c.text for c in chunks],
+    )
     best = int(np.argmax(similarity))
     return {chunks[best].document_id} if similarity[best] >= ANSWER_MATCH_SIMILARITY else set()
 
