@@ -82,7 +82,10 @@ class JsonServer:
                 )
                 with fake._lock:
                     fake.requests.append(request)
-                status, body, headers = fake.answer(request)
+                if fake.login_page:
+                    status, body, headers = 200, "<!doctype html><html><form>Sign in</form></html>", {}
+                else:
+                    status, body, headers = fake.answer(request)
                 data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
                 self.send_response(status)
                 content_type = "text/html" if isinstance(body, str) else "application/json"
@@ -134,8 +137,6 @@ class FakeConfluence(JsonServer):
         page.body, page.rendered, page.version = body, None, page.version + 1
 
     def answer(self, request: Request) -> tuple[int, Any, dict[str, str]]:
-        if self.login_page:
-            return 200, "<!doctype html><html><body><form>Sign in</form></body></html>", {}
         if self.status_override:
             status = self.status_override
             return status, {"statusCode": status, "message": f"Status {status} from the test"}, {}
@@ -208,7 +209,7 @@ class NotionPage:
 
 
 class FakeNotion(JsonServer):
-    """Notion's API (2025-09-03): /v1/search, /v1/data_sources/{id}/query, /v1/blocks/{id}/children."""
+    """Notion's API (2025-09-03): search, data_sources/{id}/query, pages/{id}, blocks/{id}/children."""
 
     def __init__(self, token: str = "secret_notion_token", page_size: int = 2) -> None:
         super().__init__(token)
@@ -241,6 +242,11 @@ class FakeNotion(JsonServer):
             source = path.split("/")[3]
             rows = [self._page(p) for p in self.pages.values() if p.data_source == source]
             return 200, self._paginate(rows, request.body or {}, "page_or_data_source"), {}
+        if path.startswith("/v1/pages/") and request.method == "GET":
+            page = self.pages.get(path.split("/")[3])
+            if page is None:
+                return 404, self._error(404, "object_not_found", "Could not find page."), {}
+            return 200, self._page(page), {}
         if path.startswith("/v1/blocks/") and path.endswith("/children"):
             return self._children(path.split("/")[3], request.query)
         return 404, self._error(404, "invalid_request_url", "Invalid request URL."), {}

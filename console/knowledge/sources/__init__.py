@@ -4,3 +4,4 @@ Each kind is one module with one `Connector` subclass registered in `CONNECTORS`
 (`console/knowledge/syncing.py`) only talks to the interface in `base.py`.
 """
 from console.knowledge.sources import confluence  # noqa: F401
+from console.knowledge.sources import notion  # noqa: F401

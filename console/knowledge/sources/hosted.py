@@ -14,7 +14,9 @@ from urllib.parse import urlsplit
 
 from console.knowledge.sources.base import OptionsError, SourceError
 
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+# How the tokens of the services we connect to begin (Notion, Slack, Atlassian, GitHub).
+_TOKEN_PREFIXES = ("secret_", "ntn_", "xox", "atatt", "ghp_", "github_pat_")
 # Long enough that the server's own text is useful, short enough for the admin's status column.
 MAX_DETAIL = 200
 
@@ -33,7 +35,7 @@ def comma_list(value: Any) -> list[str]:
 def check_env_name(kind: str, option: str, value: Any) -> str:
     """The name of an environment variable (not its value: a token pasted here is refused)."""
     name = str(value or "").strip().removeprefix("$")
-    if name and not _ENV_NAME.fullmatch(name):
+    if name and (not _ENV_NAME.fullmatch(name) or name.lower().startswith(_TOKEN_PREFIXES)):
         raise OptionsError(
             f"The {kind} option {option!r} names the environment variable that holds the token "
             "(e.g. CONFLUENCE_TOKEN), not the token itself: set the variable and give its name."
