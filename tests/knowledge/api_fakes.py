@@ -165,7 +165,9 @@ class FakeConfluence(JsonServer):
         batch = pages[start : start + limit]
         links: dict[str, str] = {"base": self.url, "context": ""}
         if start + limit < len(pages):
-            links["next"] = "/rest/api/content?" + urlencode({**query, "start": start + limit, "limit": limit})
+            links["next"] = "/rest/api/content?" + urlencode(
+                {**query, "start": start + limit, "limit": limit}
+            )
         return {
             "results": [self._page(p, query.get("expand", "")) for p in batch],
             "start": start,
@@ -230,7 +232,11 @@ class FakeNotion(JsonServer):
         if self.status_override:
             status = self.status_override
             code = {401: "unauthorized", 403: "restricted_resource"}.get(status, "internal_server_error")
-            return status, {"object": "error", "status": status, "code": code, "message": "From the test."}, {}
+            return (
+                status,
+                {"object": "error", "status": status, "code": code, "message": "From the test."},
+                {},
+            )
         if request.headers.get("authorization") != f"Bearer {self.token}":
             return 401, self._error(401, "unauthorized", "API token is invalid."), {}
         if not request.headers.get("notion-version"):
@@ -293,7 +299,9 @@ class FakeNotion(JsonServer):
         }
 
     def _page(self, page: NotionPage) -> dict:
-        properties: dict[str, Any] = {"Name": {"id": "title", "type": "title", "title": [self._text(page.title)]}}
+        properties: dict[str, Any] = {
+            "Name": {"id": "title", "type": "title", "title": [self._text(page.title)]}
+        }
         properties.update(page.properties)
         parent = (
             {"type": "data_source_id", "data_source_id": page.data_source}
@@ -318,7 +326,11 @@ class FakeNotion(JsonServer):
         else:
             parent = self._find_block(block_id)
             if parent is None:
-                return 404, self._error(404, "object_not_found", f"Could not find block with ID: {block_id}."), {}
+                return (
+                    404,
+                    self._error(404, "object_not_found", f"Could not find block with ID: {block_id}."),
+                    {},
+                )
             blocks = parent.get("children", [])
         shown = [{k: v for k, v in b.items() if k != "children"} for b in blocks]
         for block in shown:

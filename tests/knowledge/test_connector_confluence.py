@@ -33,7 +33,9 @@ def wiki():
     fake.close()
 
 
-def connector(url: str, spaces: str = "ENG,OPS", secrets: dict | None = None, **options) -> ConfluenceConnector:
+def connector(
+    url: str, spaces: str = "ENG,OPS", secrets: dict | None = None, **options
+) -> ConfluenceConnector:
     cleaned = ConfluenceConnector.validate(
         {"base_url": url, "spaces": spaces, "token_env": "CONFLUENCE_TOKEN", **options}
     )
@@ -57,7 +59,9 @@ def test_lists_every_page_of_each_space_across_listing_pages(wiki):
     assert items["102"].url == f"{wiki.url}/spaces/ENG/pages/102"
     # ENG's three pages come two per answer: the client followed _links.next.
     assert wiki.paths().count("/rest/api/content") == 3
-    assert all("body" not in r.query.get("expand", "") for r in wiki.requests if r.path == "/rest/api/content")
+    assert all(
+        "body" not in r.query.get("expand", "") for r in wiki.requests if r.path == "/rest/api/content"
+    )
 
 
 def test_fetch_gives_the_page_as_html_that_parses_to_its_text(wiki):
@@ -183,8 +187,14 @@ def test_the_token_never_reaches_the_logs(wiki, caplog):
         ({"base_url": "wiki.example.com", "spaces": "ENG"}, "must be an http"),
         ({"base_url": "https://user:pw@wiki.example.com", "spaces": "ENG"}, "must not carry credentials"),
         ({"base_url": "https://wiki.example.com", "spaces": "ENG, bad key"}, "space keys"),
-        ({"base_url": "https://wiki.example.com", "spaces": "ENG", "token_env": "abc def=="}, "not the token"),
-        ({"base_url": "https://wiki.example.com", "spaces": "ENG", "colour": "red"}, "Unknown option 'colour'"),
+        (
+            {"base_url": "https://wiki.example.com", "spaces": "ENG", "token_env": "abc def=="},
+            "not the token",
+        ),
+        (
+            {"base_url": "https://wiki.example.com", "spaces": "ENG", "colour": "red"},
+            "Unknown option 'colour'",
+        ),
     ],
 )
 def test_bad_options_are_refused_with_a_clear_message(options, complaint):

@@ -53,7 +53,11 @@ RUNBOOK = [
     block(
         "b8",
         "table",
-        children=[row("r1", "Severity", "Response"), row("r2", "SEV1", "15 minutes"), row("r3", "SEV2", "1 hour")],
+        children=[
+            row("r1", "Severity", "Response"),
+            row("r2", "SEV1", "15 minutes"),
+            row("r3", "SEV2", "1 hour"),
+        ],
         table_width=2,
         has_column_header=True,
     ),
@@ -65,8 +69,12 @@ RUNBOOK = [
 def notion():
     fake = FakeNotion(token=TOKEN, page_size=2)
     fake.add_page(NotionPage("p-runbook", "Incident runbook", RUNBOOK))
-    fake.add_page(NotionPage("p-vpn", "VPN", [block("v1", "paragraph", "Install WireGuard from the portal.")]))
-    fake.add_page(NotionPage("p-pto", "Time off", [block("t1", "paragraph", "Ask your manager two weeks ahead.")]))
+    fake.add_page(
+        NotionPage("p-vpn", "VPN", [block("v1", "paragraph", "Install WireGuard from the portal.")])
+    )
+    fake.add_page(
+        NotionPage("p-pto", "Time off", [block("t1", "paragraph", "Ask your manager two weeks ahead.")])
+    )
     fake.data_sources["ds-faq"] = "FAQ"
     fake.add_page(
         NotionPage(
@@ -74,7 +82,9 @@ def notion():
             "Where is the wiki?",
             [],
             data_source="ds-faq",
-            properties={"Answer": {"id": "a", "type": "rich_text", "rich_text": [text("At wiki.example.com.")]}},
+            properties={
+                "Answer": {"id": "a", "type": "rich_text", "rich_text": [text("At wiki.example.com.")]}
+            },
         )
     )
     fake.hidden_from_search.add("p-faq-1")  # only the database query lists it
@@ -113,7 +123,10 @@ def test_fetch_renders_blocks_as_markdown(notion):
     markdown = content.data.decode()
     assert content.filename == "page.md" and content.title == "Incident runbook"
     assert "# Incidents\n\nPage the on-call engineer through PagerDuty." in markdown
-    assert "- Open a channel\n  - Name it #inc-<date>\n- Write a timeline\n- [x] Post-mortem within 5 days" in markdown
+    assert (
+        "- Open a channel\n  - Name it #inc-<date>\n- Write a timeline\n- [x] Post-mortem within 5 days"
+        in markdown
+    )
     assert "```bash\nkubectl rollout undo deploy/api\n```" in markdown
     assert "> Blameless, always." in markdown
     assert "| Severity | Response |\n| --- | --- |\n| SEV1 | 15 minutes |\n| SEV2 | 1 hour |" in markdown
@@ -136,7 +149,9 @@ def test_an_edit_changes_the_version_and_a_deletion_drops_the_item(notion):
     conn = connector(notion.url)
     before = listing(conn)
 
-    notion.edit("p-vpn", [block("v2", "paragraph", "Use the new Tailscale client.")], "2026-02-01T09:30:00.000Z")
+    notion.edit(
+        "p-vpn", [block("v2", "paragraph", "Use the new Tailscale client.")], "2026-02-01T09:30:00.000Z"
+    )
     del notion.pages["p-pto"]
     after = listing(conn)
 

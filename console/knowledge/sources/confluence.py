@@ -73,7 +73,9 @@ class ConfluenceConnector(Connector):
         cleaned["token_env"] = check_env_name(cls.kind, "token_env", cleaned.get("token_env"))
         cleaned["username"] = str(cleaned.get("username") or "").strip()
         if cleaned["username"] and not cleaned["token_env"]:
-            raise OptionsError("The confluence option 'username' needs 'token_env' (the API token's variable).")
+            raise OptionsError(
+                "The confluence option 'username' needs 'token_env' (the API token's variable)."
+            )
         return cleaned
 
     # --- listing and fetching ---------------------------------------------------------------
@@ -106,7 +108,9 @@ class ConfluenceConnector(Connector):
         except requests.RequestException as err:
             raise ItemError(f"Confluence could not send the page {item.key}: {self._describe(err)}") from None
         if not isinstance(page, dict):
-            raise ItemError(f"Confluence did not answer with the page {item.key} (not JSON): try again later.")
+            raise ItemError(
+                f"Confluence did not answer with the page {item.key} (not JSON): try again later."
+            )
         title = str(page.get("title") or item.title)
         body = _page_body(page)
         document = (

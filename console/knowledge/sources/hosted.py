@@ -76,7 +76,10 @@ def network_reason(err: BaseException) -> str:
     text = f"{type(err).__name__} {err} {err.__cause__ or ''} {err.__context__ or ''}".lower()
     for needles, reason in (
         (("refused",), "connection refused"),
-        (("name or service not known", "nodename nor servname", "getaddrinfo", "name resolution"), "host not found"),
+        (
+            ("name or service not known", "nodename nor servname", "getaddrinfo", "name resolution"),
+            "host not found",
+        ),
         (("timed out", "timeout"), "timed out"),
         (("certificate", "ssl"), "TLS/certificate error"),
         (("reset by peer", "remote end closed", "remotedisconnected"), "the connection was dropped"),

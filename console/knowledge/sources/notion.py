@@ -55,7 +55,9 @@ class NotionConnector(Connector):
     @classmethod
     def validate(cls, options: Mapping[str, Any]) -> dict[str, Any]:
         cleaned = super().validate(options)
-        cleaned["base_url"] = check_http_url(cls.kind, "base_url", cleaned.get("base_url") or DEFAULT_BASE_URL)
+        cleaned["base_url"] = check_http_url(
+            cls.kind, "base_url", cleaned.get("base_url") or DEFAULT_BASE_URL
+        )
         cleaned["base_url"] = cleaned["base_url"].removesuffix("/v1")
         cleaned["token_env"] = check_env_name(cls.kind, "token_env", cleaned["token_env"])
         if not cleaned["token_env"]:
@@ -89,11 +91,13 @@ class NotionConnector(Connector):
         except SourceError as err:
             raise ItemError(str(err)) from None
         try:
-            page = client.pages.retrieve(page_id=item.key)
+            page: dict[str, Any] = client.pages.retrieve(page_id=item.key)  # type: ignore[assignment]
             reader = _BlockReader(client)
             lines = _properties(page.get("properties") or {}) + reader.render(item.key, 0)
         except (NotionClientErrorBase, httpx.HTTPError, ValueError) as err:
-            raise ItemError(f"Notion could not send the page {item.title or item.key}: {self._reason(err)}") from None
+            raise ItemError(
+                f"Notion could not send the page {item.title or item.key}: {self._reason(err)}"
+            ) from None
         title = _title(page) or item.title or "Untitled"
         front = "---\ntitle: " + " ".join(title.split()).replace('"', "'") + "\n---\n\n"
         return Content(filename="page.md", data=(front + "\n\n".join(lines) + "\n").encode(), title=title)
@@ -234,7 +238,9 @@ class _BlockReader:
 
     def children(self, block_id: str) -> list[dict[str, Any]]:
         blocks = []
-        for block in iterate_paginated_api(self.client.blocks.children.list, block_id=block_id, page_size=PAGE_SIZE):
+        for block in iterate_paginated_api(
+            self.client.blocks.children.list, block_id=block_id, page_size=PAGE_SIZE
+        ):
             self.count += 1
             if self.count > MAX_BLOCKS:
                 raise ItemError(f"The page has more than {MAX_BLOCKS} blocks: split it into smaller pages.")
@@ -294,7 +300,10 @@ class _BlockReader:
 
     def _table(self, block: Mapping[str, Any]) -> str:
         rows = [
-            [_rich(cell).replace("|", "\\|").replace("\n", " ") for cell in (row.get("table_row") or {}).get("cells", [])]
+            [
+                _rich(cell).replace("|", "\\|").replace("\n", " ")
+                for cell in (row.get("table_row") or {}).get("cells", [])
+            ]
             for row in self.children(block["id"])
             if row.get("type") == "table_row"
         ]
