@@ -306,7 +306,7 @@ class SlackConnector(Connector):
         if code in _REFUSED_TOKEN:
             return f"Slack refused the token in {variable} ({code}) while {doing}: check the token and reinstall the app."
         if code == "missing_scope":
-            needed = scrub(err.response.get("needed") or "", self.secrets)
+            needed = scrub(err.response.get("needed") or "", self._secrets())
             return (
                 f"The Slack token in {variable} lacks the scope {needed or '(see the app settings)'} needed for "
                 f"{doing}: add it under OAuth & Permissions and reinstall the app."
@@ -315,7 +315,10 @@ class SlackConnector(Connector):
             return f"The bot is not in the channel ({doing}): invite it with /invite @bot."
         if code == "channel_not_found":
             return f"Slack has no channel the bot can see for {doing}: check the id, or invite the bot."
-        return f"Slack answered {scrub(code, self.secrets)} while {doing}."
+        return f"Slack answered {scrub(code, self._secrets())} while {doing}."
+
+    def _secrets(self) -> dict[str, str]:
+        return {**self.secrets, "SLACK_BOT_TOKEN": settings.SLACK_BOT_TOKEN}
 
     def _listing_failed(self, err: Exception, doing: str) -> NoReturn:
         raise SourceError(self._explain(err, doing)) from None
