@@ -3,6 +3,10 @@
 A real HTTP server on 127.0.0.1 (its own thread) answers the methods the bot calls with the JSON
 Slack sends, records every call, and can answer a method with 429 + Retry-After once. Slash command
 `response_url`s point here too (any path outside /api/ is recorded as "response_url").
+
+It also holds channels with messages and threads (`post`), answering conversations.list,
+conversations.history and conversations.replies a few results per page with Slack's cursors, and
+users.info with profiles, for the Slack-channel knowledge source.
 """
 
 from __future__ import annotations
@@ -35,6 +39,12 @@ class FakeSlack:
         self.bots: set[str] = set()
         self.shared_channels: set[str] = set()  # conversations.info says is_ext_shared for these
         self._rate_limited: dict[str, int] = {}
+        self.token: str | None = None  # when set, calls with another bearer token get invalid_auth
+        self.errors: dict[str, str] = {}  # method -> Slack error code it answers with
+        self.channels: dict[str, str] = {}  # id -> name
+        self.messages: dict[str, list[dict]] = {}  # channel id -> every message, oldest first
+        self.people: dict[str, str] = {}  # user id -> display name (users.info profile)
+        self.page_size = 2  # results per page of the paginated methods, whatever `limit` asks
         self._lock = threading.Lock()
         self._ts = itertools.count(1)
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
@@ -72,11 +82,81 @@ class FakeSlack:
                 return found
             time.sleep(0.02)
 
+    def post(self, channel: str, user: str, text: str, *, thread_ts: str = "", **fields) -> dict:
+        """A message in `channel` (created if new), in the thread of `thread_ts` if given."""
+        self.channels.setdefault(channel, channel.lower())
+        message = {"type": "message", "user": user, "text": text, "ts": f"1700000000.{next(self._ts):06d}"}
+        if thread_ts:
+            message["thread_ts"] = thread_ts
+        message.update(fields)
+        self.messages.setdefault(channel, []).append(message)
+        return message
+
+    def react(self, channel: str, ts: str, name: str, *users: str) -> None:
+        message = next(m for m in self.messages[channel] if m["ts"] == ts)
+        reactions = message.setdefault("reactions", [])
+        found = next((r for r in reactions if r["name"] == name), None)
+        if found is None:
+            found = {"name": name, "users": [], "count": 0}
+            reactions.append(found)
+        found["users"] += list(users)
+        found["count"] = len(found["users"])
+
+    def delete(self, channel: str, ts: str) -> None:
+        self.messages[channel] = [m for m in self.messages[channel] if m["ts"] != ts]
+
+    def _page(self, results: list, args: dict, key: str) -> dict:
+        start = int(args.get("cursor") or 0)
+        end = start + min(int(args.get("limit") or 100), self.page_size)
+        more = end < len(results)
+        return {
+            "ok": True,
+            key: results[start:end],
+            "has_more": more,
+            "response_metadata": {"next_cursor": str(end) if more else ""},
+        }
+
+    def _history(self, channel: str) -> list[dict]:
+        """Top-level messages, newest first, threads summarised the way conversations.history does."""
+        messages = self.messages.get(channel, [])
+        top = []
+        for message in messages:
+            if message.get("thread_ts", message["ts"]) != message["ts"]:
+                continue
+            shown = dict(message)
+            replies = [m for m in messages if m.get("thread_ts") == message["ts"] and m is not message]
+            if replies:
+                shown.update(
+                    thread_ts=message["ts"],
+                    reply_count=len(replies),
+                    reply_users=sorted({m.get("user", "") for m in replies}),
+                    reply_users_count=len({m.get("user", "") for m in replies}),
+                    latest_reply=replies[-1]["ts"],
+                )
+            top.append(shown)
+        return top[::-1]
+
     # --- the Web API --------------------------------------------------------------------------
 
     def _reply(self, method: str, args: dict) -> dict:
         ts = f"1700000000.{next(self._ts):06d}"
         channel = args.get("channel", "")
+        if method in self.errors:
+            return {"ok": False, "error": self.errors[method]}
+        if method == "conversations.list":
+            channels = [{"id": c, "name": n, "is_channel": True} for c, n in self.channels.items()]
+            return self._page(channels, args, "channels")
+        if method == "conversations.history":
+            if channel not in self.channels:
+                return {"ok": False, "error": "channel_not_found"}
+            return self._page(self._history(channel), args, "messages")
+        if method == "conversations.replies":
+            thread = [
+                m for m in self.messages.get(channel, []) if args.get("ts") in (m["ts"], m.get("thread_ts"))
+            ]
+            if not thread or thread[0]["ts"] != args.get("ts"):
+                return {"ok": False, "error": "thread_not_found"}
+            return self._page(thread, args, "messages")
         if method == "auth.test":
             return {
                 "ok": True,
@@ -126,7 +206,13 @@ class FakeSlack:
             }
         if method == "users.info":
             user = args.get("user", "")
-            return {"ok": True, "user": {"id": user, "team_id": TEAM, "is_bot": user in self.bots}}
+            found = {"id": user, "team_id": TEAM, "is_bot": user in self.bots}
+            if user in self.people:
+                name = self.people[user]
+                found.update(
+                    name=name.lower(), real_name=name, profile={"display_name": name, "real_name": name}
+                )
+            return {"ok": True, "user": found}
         return {"ok": False, "error": "unknown_method"}
 
     def _handler_class(self):
@@ -147,8 +233,11 @@ class FakeSlack:
                 method = path.removeprefix("/api/") if path.startswith("/api/") else "response_url"
                 with fake._lock:
                     retry_after = fake._rate_limited.pop(method, None)
+                    token = (self.headers.get("Authorization") or "").removeprefix("Bearer ")
                     if retry_after is not None:
                         status, reply = 429, {"ok": False, "error": "ratelimited"}
+                    elif fake.token is not None and method != "response_url" and token != fake.token:
+                        status, reply = 200, {"ok": False, "error": "invalid_auth"}
                     elif method == "response_url":
                         status, reply = 200, {"ok": True}
                     else:
