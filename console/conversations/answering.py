@@ -62,6 +62,7 @@ class Asked:
     workspace: str = ""
     thread: str = ""
     user: str = ""
+    asker: str = ""  # the user's pseudonym, when it was hashed already (a written-down question)
 
 
 @dataclass(frozen=True)
@@ -193,10 +194,12 @@ def answer(
     adapter_name: str | None = None,
     on_delta: Callable[[str], None] | None = None,
     shared_channel: bool = False,
+    asker: str = "",
 ) -> Answer:
     """Answer `question` as asked in `channel` and record it. Raises ChannelDisabled, AnswerFailed.
 
     shared_channel: people outside the workspace read the channel (Slack Connect), see `scopes_for`.
+    asker: the user's pseudonym (hash_id) when only that was kept, instead of `user`.
     adapter_name: answer with that trained adapter instead of the live one (mode defaults to both).
     on_delta: called with each piece of text as it is generated (streaming); the pieces join to
     the recorded text, except for a not-covered answer, which is recorded without generating.
@@ -209,7 +212,7 @@ def answer(
         raise ChannelDisabled(f"The bot is switched off in {platform}:{channel}.")
     live = named_adapter(adapter_name) if adapter_name else active_adapter()
     mode = resolve_mode(mode or (Mode.BOTH if adapter_name else None), config, live)
-    asked = Asked(platform, channel, workspace, thread, user)
+    asked = Asked(platform, channel, workspace, thread, user, asker)
     clock = _Stopwatch()
     chunks: list[SearchResult] = []
     if mode in (Mode.RAG, Mode.BOTH):
@@ -336,7 +339,7 @@ def _record(
         workspace=asked.workspace,
         channel=asked.channel,
         thread=asked.thread,
-        asker=hash_id(asked.platform, asked.user),
+        asker=asked.asker or hash_id(asked.platform, asked.user),
         question=question,
         text=text,
         mode=mode,
