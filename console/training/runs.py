@@ -175,9 +175,9 @@ def run_training(
         return run
     run.start()
     try:
-        result = _train(run, progress)
-        run.trained(str(result.adapter_path), result.tokens_per_second)
-        decision = evaluate(run, train_loss=result.train_loss, progress=eval_progress)
+        adapter_path, tokens_per_second, train_loss = _trained_adapter(run, progress)
+        run.trained(adapter_path, tokens_per_second)
+        decision = evaluate(run, train_loss=train_loss, progress=eval_progress)
     except Exception as err:
         run.fail(f"{type(err).__name__}: {err}")
         raise
@@ -186,6 +186,21 @@ def run_training(
     if decision.promote:
         promote(run)
     return run
+
+
+def _trained_adapter(run: TrainingRun, progress: Progress | None) -> tuple[str, float, float]:
+    """(adapter path, tokens per second, train loss): trained now, or, for a retry of a run that
+    failed after its adapter was written (during evaluation), the adapter it already has.
+
+    The adapter folder is renamed into place only when complete, so one that exists is whole.
+    """
+    folder = adapters_dir() / run.name
+    if folder.exists():
+        logger.info("run %s: adapter %s is already trained; evaluating it again", run.pk, folder)
+        loss = run.metrics.get("train_loss", run.current_loss) if run.metrics else run.current_loss
+        return str(folder), run.tokens_per_second or 0.0, float(loss or 0.0)
+    result = _train(run, progress)
+    return str(result.adapter_path), result.tokens_per_second, result.train_loss
 
 
 def _train(run: TrainingRun, progress: Progress | None) -> training.TrainingResult:
