@@ -16,6 +16,7 @@ import logging
 import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
+from datetime import timedelta
 from pathlib import Path
 
 import django_rq
@@ -352,3 +353,22 @@ def retry_run(run: TrainingRun) -> None:
     with transaction.atomic():
         run.requeue()
         transaction.on_commit(lambda: _enqueue(run.pk))
+
+
+def sweep_runs(older_than: timedelta) -> dict[str, int]:
+    """Runs waiting longer than `older_than` with no live `train` job: queued ones are queued
+    again (Redis was down at enqueue, a restore), running ones are failed with a reason (their
+    worker died without its failure callback); a failed run can then be retried. Counts."""
+    from console.queues import live_job_args
+
+    live = {args[0] for args in live_job_args("train") if args}
+    stale = TrainingRun.objects.filter(created_at__lt=timezone.now() - older_than).exclude(pk__in=live)
+    queued = list(stale.filter(status=TrainingRun.Status.QUEUED).values_list("pk", flat=True))
+    for run_id in queued:
+        _enqueue(run_id)
+        logger.warning("sweep: run %s had no job; queued again", run_id)
+    busy = [TrainingRun.Status.RUNNING, TrainingRun.Status.EVALUATING]
+    stopped = list(stale.filter(status__in=busy).values_list("pk", flat=True))
+    for run_id in stopped:
+        mark_failed(run_id, "Its training worker stopped without finishing; retry the run to resume it.")
+    return {"requeued": len(queued), "failed": len(stopped)}
