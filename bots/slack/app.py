@@ -121,7 +121,10 @@ def question_fields(event: dict, bot_user: str | None, *, shared: bool) -> dict 
     edits or joins (message subtypes) ask nothing.
     """
     if event.get("type") == "app_mention":
-        text, thread = _without_mention(event.get("text", ""), bot_user), event.get("thread_ts") or event["ts"]
+        text, thread = (
+            _without_mention(event.get("text", ""), bot_user),
+            event.get("thread_ts") or event["ts"],
+        )
     elif event.get("type") == "message" and event.get("channel_type") == "im":
         if event.get("subtype") or event.get("bot_id"):
             return None
@@ -153,7 +156,9 @@ def _acknowledged(event: dict, context: BoltContext, client: WebClient) -> None:
         return
     fields = question_fields(event, context.bot_user_id, shared=False)
     if fields is not None and not fields["text"]:
-        client.chat_postMessage(channel=fields["channel"], thread_ts=fields["thread"] or None, text=blocks.HINT)
+        client.chat_postMessage(
+            channel=fields["channel"], thread_ts=fields["thread"] or None, text=blocks.HINT
+        )
 
 
 def on_ask(ack, command, client, respond):

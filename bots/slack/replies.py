@@ -74,7 +74,9 @@ class SlackReplies:
         if question.placeholder:
             self.client.chat_update(channel=question.channel, ts=question.placeholder, text=text)
         else:
-            self.client.chat_postMessage(channel=question.channel, thread_ts=question.thread or None, text=text)
+            self.client.chat_postMessage(
+                channel=question.channel, thread_ts=question.thread or None, text=text
+            )
 
 
 SHARED_CACHE_SECONDS = 300.0

@@ -222,11 +222,37 @@ def answer(
             return _record(asked, question, NOT_COVERED, mode, None, [], None, clock)
     chunks, history = within_budget(question, chunks, history, config)
     adapter = live if mode in (Mode.ADAPTER, Mode.BOTH) else None
+    missing = adapter is not None and not adapter_name and not _adapter_present(adapter)
+    if missing:
+        adapter = None
     try:
         result = _generate(question, chunks, history, config, adapter, clock, on_delta)
     except (model_files.AdapterError, generation.GenerationError) as error:
         raise AnswerFailed(str(error)) from error
-    return _record(asked, question, result.text, mode, adapter, chunks, result, clock)
+    record = _record(asked, question, result.text, mode, adapter, chunks, result, clock)
+    if missing:
+        Answer.objects.filter(pk=record.pk).update(adapter_missing=True)
+        record.adapter_missing = True
+    return record
+
+
+def _adapter_present(adapter: ActiveAdapter) -> bool:
+    """Whether the live adapter's files are there; if not, say so loudly: answers fall back to the
+    base model (marked `adapter_missing`) until the folder is restored or another run is promoted."""
+    if settings.GENERATOR != "local":
+        return True  # the model server holds the adapters
+    try:
+        model_files.check_adapter_folder(adapter.path)
+    except model_files.AdapterError as error:
+        logger.error(
+            "LIVE ADAPTER MISSING: run %s (%s): %s Answering with the base model until its folder is "
+            "restored or another run is promoted (admin > Training runs).",
+            adapter.run_id,
+            adapter.name,
+            error,
+        )
+        return False
+    return True
 
 
 def _generate(

@@ -20,6 +20,7 @@ from console.conversations.threads import thread_history
 
 logger = logging.getLogger(__name__)
 
+
 def answer_question(question_id: int) -> str:
     """Answer one question and reply on its platform; the question's final status.
 

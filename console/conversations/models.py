@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TypedDict
+from typing import Any, TypedDict
 
 from django.db import models
 from django.utils import timezone
@@ -100,6 +100,9 @@ class Answer(models.Model):
     )
     covered = models.BooleanField(
         default=True, help_text="False when the knowledge base had nothing relevant."
+    )
+    adapter_missing = models.BooleanField(
+        default=False, help_text="The live adapter's files were missing: answered by the base model."
     )
     retrieved = models.JSONField(
         default=list, blank=True, help_text="Chunks given to the model: ids, scores and document versions."
@@ -251,7 +254,7 @@ class Question(models.Model):
     def is_open(self) -> bool:
         return self.status in (self.Status.PENDING, self.Status.ANSWERING)
 
-    def _move(self, source: list[str], **changes) -> bool:
+    def _move(self, source: list[str], **changes: Any) -> bool:
         """Compare-and-set in one UPDATE: True (and the instance updated) when the row was in `source`."""
         changes["updated_at"] = timezone.now()
         moved = Question.objects.filter(pk=self.pk, status__in=source).update(**changes)

@@ -162,7 +162,12 @@ def requeue(question: Question, connection: Redis | None = None) -> None:
     """Queue a fresh job for an open question whose job is gone (the worker died, Redis lost it)."""
     question.queued(_new_job_id())
     _enqueue(question, connection or answer_queue().connection)
-    logger.warning("question %s re-queued as job %s (attempts so far: %d)", question.pk, question.job_id, question.attempts)
+    logger.warning(
+        "question %s re-queued as job %s (attempts so far: %d)",
+        question.pk,
+        question.job_id,
+        question.attempts,
+    )
 
 
 def job_alive(question: Question, connection: Redis) -> bool:

@@ -89,7 +89,9 @@ def updates_with_answers(fake) -> list:
     return [c for c in fake.calls_to("chat.update") if c.args.get("blocks")]
 
 
-def test_question_is_written_down_and_queued_before_the_ack(slack, fake_slack, answer_queue, run_answer_worker):
+def test_question_is_written_down_and_queued_before_the_ack(
+    slack, fake_slack, answer_queue, run_answer_worker
+):
     response, ts = slack.mention()
     assert response.status_code == 200
     question = Question.objects.get()  # already there when Slack got its 200

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.core.management.base import BaseCommand
 
 from console.sweeping import sweep
@@ -14,8 +16,10 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("--older-than", type=int, default=None, help="Seconds (default SWEEP_AFTER_SECONDS).")
+        parser.add_argument(
+            "--older-than", type=int, default=None, help="Seconds (default SWEEP_AFTER_SECONDS)."
+        )
 
-    def handle(self, *args, older_than: int | None = None, **options):
+    def handle(self, *args: Any, older_than: int | None = None, **options: Any) -> None:
         for kind, counts in sweep(older_than).items():
             self.stdout.write(f"{kind}: " + ", ".join(f"{n} {outcome}" for outcome, n in counts.items()))
