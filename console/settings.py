@@ -187,7 +187,16 @@ INGEST_BATCH_MB = env_float("INGEST_BATCH_MB", 4)
 TRAIN_JOB_TIMEOUT = env_int("TRAIN_JOB_TIMEOUT", 60 * 60 * 6)
 RQ = {"WORKER_CLASS": "console.workers.Worker"}  # marks a job's rows failed if its process dies
 RQ_SHOW_ADMIN_LINK = False  # django-rq's admin entry admits any staff user; /admin/rq/ is superusers only
+ANSWER_JOB_TIMEOUT = env_int("ANSWER_JOB_TIMEOUT", 60 * 10)
+# Redis calls made before a chat platform is acknowledged give up after this many seconds, so a
+# black-holed Redis cannot hold an acknowledgement past Slack's 3 s (the platform then retries).
+ACK_REDIS_TIMEOUT = env_float("ACK_REDIS_TIMEOUT", 0.5)
+# A chat question is tried this many times (its worker died, say) before the asker gets an apology.
+ANSWER_ATTEMPTS = env_int("ANSWER_ATTEMPTS", 3)
+# `manage.py sweep` re-queues questions, documents and runs waiting longer than this with no live job.
+SWEEP_AFTER_SECONDS = env_int("SWEEP_AFTER_SECONDS", 120)
 RQ_QUEUES = {
+    "answer": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": ANSWER_JOB_TIMEOUT},
     "ingest": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": INGEST_JOB_TIMEOUT},
     "train": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": TRAIN_JOB_TIMEOUT},
 }

@@ -122,3 +122,53 @@ def add_document():
         return Document.objects.get(pk=registration.document.pk)
 
     return add
+
+
+@pytest.fixture
+def answer_queue():
+    """The real `answer` queue on the test Redis, emptied before and after the test."""
+    queue = django_rq.get_queue("answer")
+    queue.empty()
+    yield queue
+    queue.empty()
+
+
+@pytest.fixture
+def run_answer_worker(answer_queue):
+    """Drain the answer queue with a real RQ worker (in-process, burst mode)."""
+    from rq import SimpleWorker
+
+    def run() -> None:
+        SimpleWorker([answer_queue], connection=answer_queue.connection).work(burst=True)
+
+    return run
+
+
+@pytest.fixture
+def answer_worker(answer_queue):
+    """A real RQ worker answering in a background thread for the whole test, as `rqworker answer`
+    does in production; stopped (after finishing its job) at teardown."""
+    import threading
+
+    from rq import SimpleWorker
+    from rq.timeouts import TimerDeathPenalty
+
+    class ThreadWorker(SimpleWorker):
+        death_penalty_class = TimerDeathPenalty  # SIGALRM works in the main thread only
+
+        def _install_signal_handlers(self) -> None:  # likewise signal handlers
+            pass
+
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.is_set():
+            worker = ThreadWorker([answer_queue], connection=answer_queue.connection)
+            worker.work(burst=True, logging_level="WARNING")
+            stop.wait(0.05)
+
+    thread = threading.Thread(target=loop, name="answer-worker", daemon=True)
+    thread.start()
+    yield thread
+    stop.set()
+    thread.join(timeout=60)

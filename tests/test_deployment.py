@@ -42,7 +42,7 @@ def test_compose_refuses_to_start_without_a_database_password(tmp_path):
 
 def test_compose_defines_the_production_services():
     text = (settings.BASE_DIR / "docker-compose.yml").read_text()
-    for service in ("db:", "redis:", "web:", "worker:", "trainer:", "slackbot:", "discordbot:"):
+    for service in ("db:", "redis:", "web:", "answerer:", "worker:", "trainer:", "slackbot:", "discordbot:"):
         assert f"\n  {service}" in text
     assert "pgvector/pgvector" in text
     assert "capabilities: [gpu]" in text or "- gpu" in text

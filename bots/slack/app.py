@@ -1,17 +1,17 @@
 """Slack adapter: bolt listeners that turn mentions, DMs, /ask, buttons and reactions into console calls.
 
 One App factory serves both HTTP mode (bots.slack.views at POST /slack/events) and Socket Mode
-(`manage.py runslackbot`). Listeners acknowledge at once; answers are generated on a small thread
-pool, behind a "Thinking…" placeholder that is then updated in place with the answer.
+(`manage.py runslackbot`). A question is written down and queued (console.conversations.questions)
+before Slack is acknowledged; when that fails the event is not acknowledged, so Slack delivers it
+again. After the acknowledgement the listener posts a "Thinking…" placeholder, which an answer
+worker (`rqworker answer`) replaces with the answer.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
 from functools import cache
 
 from django.conf import settings
@@ -20,13 +20,15 @@ from slack_bolt import App, BoltContext, BoltRequest, BoltResponse
 from slack_bolt.listener.listener_completion_handler import ListenerCompletionHandler
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
-from slack_sdk.http_retry import RateLimitErrorRetryHandler, default_retry_handlers
 
 from bots.slack import blocks
+from bots.slack.replies import ensure_placeholder, web_client
 from bots.text import clean_question
-from console.conversations import answering
+from console.conversations import questions
+from console.conversations.answering import ChannelDisabled
 from console.conversations.deliveries import first_delivery
-from console.conversations.threads import answer_for_message, attach_message, thread_history
+from console.conversations.models import Question
+from console.conversations.threads import answer_for_message
 from console.conversations.votes import (
     CorrectionRefused,
     record_feedback,
@@ -37,27 +39,10 @@ from console.conversations.votes import (
 logger = logging.getLogger(__name__)
 
 PLATFORM = "slack"
-ANSWER_THREADS = 4  # generation is serialised per model anyway; more threads only queue
+LAST_RETRY = 3  # Slack retries an event three times; after that it is dropped
 LISTENER_THREADS = 8
 REACTION_VOTES = {"+1": 1, "thumbsup": 1, "-1": -1, "thumbsdown": -1}
 BUTTON_VOTES = {blocks.VOTE_UP: 1, blocks.VOTE_DOWN: -1}
-
-
-@dataclass(frozen=True)
-class Question:
-    text: str
-    channel: str
-    user: str
-    workspace: str = ""
-    thread: str | None = ""  # the thread replied in; "": none (a DM); None: the reply starts one (/ask)
-    asked: str = ""  # a line quoting the question above the answer (/ask)
-    note: str = ""  # told to the asker above the answer (their question was cut to the limit)
-    shared: bool = False  # people outside the workspace read the channel: only channel scopes apply
-
-
-@cache
-def _answer_pool() -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(max_workers=ANSWER_THREADS, thread_name_prefix="slack-answer")
 
 
 @cache
@@ -70,12 +55,6 @@ class _ReleaseDatabase(ListenerCompletionHandler):
 
     def handle(self, request: BoltRequest, response: BoltResponse | None) -> None:
         connections.close_all()
-
-
-def web_client() -> WebClient:
-    """The bot's Web API client: SLACK_API_URL, and a 429 is retried after Slack's Retry-After."""
-    handlers = [*default_retry_handlers(), RateLimitErrorRetryHandler(max_retry_count=3)]
-    return WebClient(token=settings.SLACK_BOT_TOKEN, base_url=settings.SLACK_API_URL, retry_handlers=handlers)
 
 
 def build_app(*, socket_mode: bool = False) -> App:
@@ -93,7 +72,7 @@ def build_app(*, socket_mode: bool = False) -> App:
         listener_executor=_listener_pool(),
     )
     app.listener_runner.listener_completion_handler = _ReleaseDatabase()
-    app.middleware(skip_repeated_events)
+    app.middleware(take_questions)
     app.event("app_mention")(on_mention)
     app.event("message")(on_message)
     app.command("/ask")(on_ask)
@@ -108,51 +87,115 @@ def build_app(*, socket_mode: bool = False) -> App:
 # --- listeners ------------------------------------------------------------------------------
 
 
-def skip_repeated_events(body, next):
-    """Slack retries an event it thinks we missed; answer the first delivery only."""
-    if body.get("type") == "event_callback" and not first_delivery(PLATFORM, body.get("event_id", "")):
+def take_questions(body, request, context, client, next):
+    """Before Slack's acknowledgement: a question event is written down and queued (see
+    console.conversations.questions), other events are de-duplicated by event id.
+
+    When the question cannot be taken the event is not acknowledged (a 500), so Slack retries it;
+    its last retry is acknowledged and the asker told to ask again later.
+    """
+    if body.get("type") != "event_callback":
+        return next()
+    event, event_id = body.get("event") or {}, body.get("event_id", "")
+    fields = question_fields(event, context.bot_user_id, shared=bool(body.get("is_ext_shared_channel")))
+    if fields is None or not fields["text"]:
+        return next() if first_delivery(PLATFORM, event_id) else BoltResponse(status=200, body="")
+    try:
+        context["question"] = questions.take(PLATFORM, event_id, **fields)
+    except ChannelDisabled:
+        logger.info("slack %s: switched off, question not answered", fields["channel"])
+        return BoltResponse(status=200, body="")
+    except questions.NotTaken as refused:
+        retry = int((request.headers.get("x-slack-retry-num") or ["0"])[0] or 0)
+        if retry < LAST_RETRY:
+            return BoltResponse(status=500, body=str(refused))
+        _tell(client, fields["channel"], fields["thread"], str(refused))
         return BoltResponse(status=200, body="")
     return next()
 
 
-def on_mention(body, event, context, client):
-    """A mention in a channel: answered in the thread it starts (or continues)."""
-    thread = event.get("thread_ts") or event["ts"]
-    question = _without_mention(event.get("text", ""), context.bot_user_id)
-    shared = is_shared_channel(client, event["channel"], hint=bool(body.get("is_ext_shared_channel")))
-    start_answer(client, Question(question, **_origin(event), thread=thread, shared=shared))
+def question_fields(event: dict, bot_user: str | None, *, shared: bool) -> dict | None:
+    """A mention or a direct message as Question fields (its text cut to the limit); else None.
+
+    A mention is answered in the thread it starts (or continues); bots (this one included) and
+    edits or joins (message subtypes) ask nothing.
+    """
+    if event.get("type") == "app_mention":
+        text, thread = (
+            _without_mention(event.get("text", ""), bot_user),
+            event.get("thread_ts") or event["ts"],
+        )
+    elif event.get("type") == "message" and event.get("channel_type") == "im":
+        if event.get("subtype") or event.get("bot_id"):
+            return None
+        text, thread = event.get("text", "").strip(), event.get("thread_ts", "")
+    else:
+        return None
+    text, note = clean_question(text, settings.QUESTION_MAX_CHARS)
+    return {**_origin(event), "text": text, "note": note, "thread": thread, "shared": shared}
 
 
-def on_message(event, client):
+def on_mention(event, context, client):
+    """A mention in a channel, already written down: the placeholder, or a hint if it asked nothing."""
+    _acknowledged(event, context, client)
+
+
+def on_message(event, context, client):
     """Direct messages; bots (this one included) and edits or joins (subtypes) are ignored."""
     if event.get("channel_type") != "im" or event.get("subtype") or event.get("bot_id"):
         return
-    thread = event.get("thread_ts", "")
-    start_answer(client, Question(event.get("text", "").strip(), **_origin(event), thread=thread))
+    _acknowledged(event, context, client)
+
+
+def _acknowledged(event: dict, context: BoltContext, client: WebClient) -> None:
+    """After the acknowledgement: the written-down question's placeholder; a hint for a mention
+    that asked nothing (no question is written down for it)."""
+    question: Question | None = context.get("question")
+    if question is not None:
+        ensure_placeholder(client, question)
+        return
+    fields = question_fields(event, context.bot_user_id, shared=False)
+    if fields is not None and not fields["text"]:
+        client.chat_postMessage(
+            channel=fields["channel"], thread_ts=fields["thread"] or None, text=blocks.HINT
+        )
 
 
 def on_ask(ack, command, client, respond):
-    question = command.get("text", "").strip()
-    if not question:
+    """/ask: taken before the acknowledgement (Slack does not retry commands, so a failure is said
+    in the acknowledgement); the reply starts a thread of its own."""
+    text, note = clean_question(command.get("text", ""), settings.QUESTION_MAX_CHARS)
+    if not text:
         ack("Ask a question after the command, e.g. `/ask How do I get VPN access?`")
         return
-    ack()
-    asked = Question(
-        question,
-        channel=command["channel_id"],
-        user=command["user_id"],
-        workspace=command.get("team_id", ""),
-        thread=None,
-        asked=f"<@{command['user_id']}> asked: {blocks.escape(clean_question(question, 500)[0])}",
-        shared=is_shared_channel(
-            client, command["channel_id"], hint=bool(command.get("is_ext_shared_channel"))
-        ),
-    )
+    user = command["user_id"]
     try:
-        if not start_answer(client, asked):
-            respond("I'm switched off in this channel; an admin can turn me on in the console.")
+        question = questions.take(
+            PLATFORM,
+            f"command:{command.get('trigger_id') or command.get('api_app_id', '')}",
+            channel=command["channel_id"],
+            user=user,
+            workspace=command.get("team_id", ""),
+            text=text,
+            note=note,
+            starts_thread=True,
+            asked=f"<@{user}> asked: {blocks.escape(clean_question(text, 500)[0])}",
+            shared=bool(command.get("is_ext_shared_channel")),
+        )
+    except ChannelDisabled:
+        ack()
+        respond("I'm switched off in this channel; an admin can turn me on in the console.")
+        return
+    except questions.NotTaken as refused:
+        ack(str(refused))
+        return
+    ack()
+    if question is None:
+        return
+    try:
+        ensure_placeholder(client, question)
     except SlackApiError as error:
-        logger.warning("/ask in %s: cannot post (%s)", asked.channel, error.response.get("error"))
+        logger.warning("/ask in %s: cannot post (%s)", question.channel, error.response.get("error"))
         respond("I can't post in this channel. Invite me with `/invite @answerbot`, or ask me in a DM.")
 
 
@@ -227,96 +270,11 @@ def _origin(event: dict) -> dict:
     return {"channel": event["channel"], "user": event.get("user", ""), "workspace": event.get("team", "")}
 
 
-def start_answer(client: WebClient, question: Question) -> bool:
-    """Post the placeholder and queue the answer; False (and nothing posted) in a disabled channel."""
-    if not answering.channel_config(PLATFORM, question.channel).enabled:
-        logger.info("slack %s: switched off, question not answered", question.channel)
-        return False
-    text, note = clean_question(question.text, settings.QUESTION_MAX_CHARS)
-    question = replace(question, text=text, note=note)
-    if not question.text:
-        client.chat_postMessage(channel=question.channel, thread_ts=question.thread or None, text=blocks.HINT)
-        return True
-    placeholder = client.chat_postMessage(
-        channel=question.channel,
-        thread_ts=question.thread or None,
-        text=f"{question.asked}\n{blocks.THINKING}" if question.asked else blocks.THINKING,
-    )
-    _answer_pool().submit(_answer_and_reply, client, question, placeholder["ts"])
-    return True
-
-
-def _answer_and_reply(client: WebClient, question: Question, placeholder: str) -> None:
-    """Runs on the answer pool: generate, then replace the placeholder (more messages if long)."""
-    thread = placeholder if question.thread is None else question.thread
+def _tell(client: WebClient, channel: str, thread: str, text: str) -> None:
     try:
-        reply = answering.answer(
-            question.text,
-            platform=PLATFORM,
-            channel=question.channel,
-            user=question.user,
-            workspace=question.workspace,
-            thread=thread,
-            history=thread_history(PLATFORM, question.channel, thread),
-            shared_channel=question.shared,
-        )
-        attach_message(reply, placeholder)
-        messages = blocks.answer_messages(
-            reply.pk, reply.text, reply.sources, asked=question.asked, note=question.note
-        )
-        client.chat_update(channel=question.channel, ts=placeholder, **messages[0])
-        for more in messages[1:]:
-            client.chat_postMessage(channel=question.channel, thread_ts=thread or None, **more)
-        logger.info("slack %s: answer %s posted as %s", question.channel, reply.pk, placeholder)
-    except answering.ChannelDisabled:
-        client.chat_delete(channel=question.channel, ts=placeholder)
+        client.chat_postMessage(channel=channel, thread_ts=thread or None, text=text)
     except Exception:
-        logger.exception("slack %s: answering failed", question.channel)
-        _say_sorry(client, question.channel, placeholder)
-    finally:
-        connections.close_all()
-
-
-def _say_sorry(client: WebClient, channel: str, placeholder: str) -> None:
-    try:
-        client.chat_update(channel=channel, ts=placeholder, text=blocks.SORRY)
-    except Exception:
-        logger.exception("slack %s: could not replace placeholder %s", channel, placeholder)
-
-
-SHARED_CACHE_SECONDS = 300.0
-_shared_channels: dict[str, tuple[float, bool]] = {}
-
-
-def is_shared_channel(client: WebClient, channel: str, *, hint: bool = False) -> bool:
-    """Whether people outside this workspace read `channel` (Slack Connect, or shared across an
-    organisation's workspaces): then a workspace's collections must not answer there.
-
-    The event's own `is_ext_shared_channel` settles it; otherwise conversations.info, remembered a
-    few minutes. A direct message is read by its asker only. When Slack cannot tell (an error, a
-    missing scope), the channel counts as shared: the answer then reads only channel-scoped collections.
-    """
-    if hint:
-        return True
-    if channel.startswith("D"):
-        return False
-    remembered = _shared_channels.get(channel)
-    if remembered and time.monotonic() - remembered[0] < SHARED_CACHE_SECONDS:
-        return remembered[1]
-    try:
-        info = client.conversations_info(channel=channel)["channel"]
-    except SlackApiError as error:
-        logger.warning(
-            "conversations.info %s failed (%s); answering from channel-scoped collections only",
-            channel,
-            error.response.get("error"),
-        )
-        return True
-    shared = any(
-        info.get(flag) for flag in ("is_ext_shared", "is_shared", "is_org_shared", "is_pending_ext_shared")
-    )
-    _shared_channels[channel] = (time.monotonic(), shared)
-    return shared
+        logger.exception("slack %s: could not tell the asker %r", channel, text)
 
 
 _bot_users: dict[str, bool] = {"USLACKBOT": True}

@@ -17,7 +17,6 @@ SECTION_LIMIT = 3000
 BLOCKS_PER_MESSAGE = 50
 THINKING = "_Thinking…_"
 HINT = "Ask me a question after the mention, e.g. _@answerbot how do I get VPN access?_"
-SORRY = "Sorry, something went wrong while answering. Please try again in a minute."
 
 VOTE_UP = "answer_vote_up"
 VOTE_DOWN = "answer_vote_down"

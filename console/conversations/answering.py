@@ -62,6 +62,7 @@ class Asked:
     workspace: str = ""
     thread: str = ""
     user: str = ""
+    asker: str = ""  # the user's pseudonym, when it was hashed already (a written-down question)
 
 
 @dataclass(frozen=True)
@@ -193,10 +194,12 @@ def answer(
     adapter_name: str | None = None,
     on_delta: Callable[[str], None] | None = None,
     shared_channel: bool = False,
+    asker: str = "",
 ) -> Answer:
     """Answer `question` as asked in `channel` and record it. Raises ChannelDisabled, AnswerFailed.
 
     shared_channel: people outside the workspace read the channel (Slack Connect), see `scopes_for`.
+    asker: the user's pseudonym (hash_id) when only that was kept, instead of `user`.
     adapter_name: answer with that trained adapter instead of the live one (mode defaults to both).
     on_delta: called with each piece of text as it is generated (streaming); the pieces join to
     the recorded text, except for a not-covered answer, which is recorded without generating.
@@ -209,7 +212,7 @@ def answer(
         raise ChannelDisabled(f"The bot is switched off in {platform}:{channel}.")
     live = named_adapter(adapter_name) if adapter_name else active_adapter()
     mode = resolve_mode(mode or (Mode.BOTH if adapter_name else None), config, live)
-    asked = Asked(platform, channel, workspace, thread, user)
+    asked = Asked(platform, channel, workspace, thread, user, asker)
     clock = _Stopwatch()
     chunks: list[SearchResult] = []
     if mode in (Mode.RAG, Mode.BOTH):
@@ -219,11 +222,37 @@ def answer(
             return _record(asked, question, NOT_COVERED, mode, None, [], None, clock)
     chunks, history = within_budget(question, chunks, history, config)
     adapter = live if mode in (Mode.ADAPTER, Mode.BOTH) else None
+    missing = adapter is not None and not adapter_name and not _adapter_present(adapter)
+    if missing:
+        adapter = None
     try:
         result = _generate(question, chunks, history, config, adapter, clock, on_delta)
     except (model_files.AdapterError, generation.GenerationError) as error:
         raise AnswerFailed(str(error)) from error
-    return _record(asked, question, result.text, mode, adapter, chunks, result, clock)
+    record = _record(asked, question, result.text, mode, adapter, chunks, result, clock)
+    if missing:
+        Answer.objects.filter(pk=record.pk).update(adapter_missing=True)
+        record.adapter_missing = True
+    return record
+
+
+def _adapter_present(adapter: ActiveAdapter) -> bool:
+    """Whether the live adapter's files are there; if not, say so loudly: answers fall back to the
+    base model (marked `adapter_missing`) until the folder is restored or another run is promoted."""
+    if settings.GENERATOR != "local":
+        return True  # the model server holds the adapters
+    try:
+        model_files.check_adapter_folder(adapter.path)
+    except model_files.AdapterError as error:
+        logger.error(
+            "LIVE ADAPTER MISSING: run %s (%s): %s Answering with the base model until its folder is "
+            "restored or another run is promoted (admin > Training runs).",
+            adapter.run_id,
+            adapter.name,
+            error,
+        )
+        return False
+    return True
 
 
 def _generate(
@@ -336,7 +365,7 @@ def _record(
         workspace=asked.workspace,
         channel=asked.channel,
         thread=asked.thread,
-        asker=hash_id(asked.platform, asked.user),
+        asker=asked.asker or hash_id(asked.platform, asked.user),
         question=question,
         text=text,
         mode=mode,

@@ -1,15 +1,17 @@
 """Event de-duplication: chat platforms deliver an event more than once (retries, reconnects).
 
 The first delivery of an event id claims it in Redis (SET NX with an expiry); every later delivery of
-the same id within the window is a duplicate. Redis is the RQ one, so every web and bot process agrees.
+the same id within the window is a duplicate. Redis is the RQ one, so every web and bot process agrees;
+the call has the acknowledgement path's short timeout (ACK_REDIS_TIMEOUT).
 """
 
 from __future__ import annotations
 
 import logging
 
-import django_rq
 from redis.exceptions import RedisError
+
+from console.conversations.questions import ack_connection
 
 logger = logging.getLogger(__name__)
 
@@ -27,7 +29,7 @@ def first_delivery(platform: str, event_id: str, *, window: int = DEDUPE_WINDOW_
         return True
     key = f"events:seen:{platform}:{event_id}"
     try:
-        claimed = django_rq.get_connection("ingest").set(key, "1", nx=True, ex=window)
+        claimed = ack_connection().set(key, "1", nx=True, ex=window)
     except RedisError:
         logger.warning(
             "event %s:%s: Redis unavailable, processing without de-duplication", platform, event_id

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import TypedDict
+from typing import Any, TypedDict
 
 from django.db import models
+from django.utils import timezone
 
 from ml.prompting import PURGED, redact_context
 
@@ -100,6 +101,9 @@ class Answer(models.Model):
     covered = models.BooleanField(
         default=True, help_text="False when the knowledge base had nothing relevant."
     )
+    adapter_missing = models.BooleanField(
+        default=False, help_text="The live adapter's files were missing: answered by the base model."
+    )
     retrieved = models.JSONField(
         default=list, blank=True, help_text="Chunks given to the model: ids, scores and document versions."
     )
@@ -183,3 +187,100 @@ class ApiKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.prefix}…)"
+
+
+class Question(models.Model):
+    """A chat question written down before the platform is acknowledged, so none is lost.
+
+    One row per platform event (`event_id` is unique per platform: a redelivery finds its row).
+    It carries everything an answer worker needs to answer and reply, and moves
+    pending → answering → answered (or failed, with the asker told). Redis only holds the job that
+    points here; the sweeper (`manage.py sweep`) re-queues a row whose job died.
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Waiting for an answer worker"
+        ANSWERING = "answering", "Being answered"
+        ANSWERED = "answered", "Answered"
+        FAILED = "failed", "Failed (the asker was told)"
+
+    platform = models.CharField(max_length=16, choices=Platform.choices)
+    event_id = models.CharField(max_length=255, help_text="The platform's id of the event or command.")
+    workspace = models.CharField(max_length=100, blank=True, help_text="Slack team or Discord guild.")
+    channel = models.CharField(max_length=100)
+    thread = models.CharField(max_length=100, blank=True, help_text="The thread answered in, if any.")
+    starts_thread = models.BooleanField(
+        default=False, help_text="The reply starts a thread of its own (Slack's /ask)."
+    )
+    asker = models.CharField(max_length=64, blank=True, help_text="Hashed user id.")
+    text = models.TextField()
+    note = models.TextField(blank=True, help_text="Told to the asker above the answer (a cut question).")
+    asked = models.TextField(blank=True, help_text="A line quoting the question above the answer (/ask).")
+    mode = models.CharField(max_length=16, choices=Mode.choices, blank=True)
+    shared = models.BooleanField(
+        default=False, help_text="The event said people outside the workspace read the channel."
+    )
+    placeholder = models.CharField(
+        max_length=100, blank=True, help_text="Slack: the 'Thinking…' message that the answer replaces."
+    )
+    reply_to = models.CharField(max_length=100, blank=True, help_text="Discord: the message answered.")
+    interaction = models.TextField(
+        blank=True, help_text="Discord: 'application id:token' of a deferred /ask (valid 15 minutes)."
+    )
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    job_id = models.CharField(max_length=100, blank=True, help_text="The RQ job last queued for it.")
+    error = models.TextField(blank=True)
+    answer = models.ForeignKey(
+        Answer, null=True, blank=True, on_delete=models.SET_NULL, related_name="questions"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["platform", "event_id"], name="question_event_unique"),
+            models.CheckConstraint(
+                condition=models.Q(status__in=["pending", "answering", "answered", "failed"]),
+                name="question_status_valid",
+            ),
+        ]
+        indexes = [models.Index(fields=["status", "updated_at"], name="question_open")]
+
+    def __str__(self) -> str:
+        return f"{self.platform}:{self.event_id}"
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in (self.Status.PENDING, self.Status.ANSWERING)
+
+    def _move(self, source: list[str], **changes: Any) -> bool:
+        """Compare-and-set in one UPDATE: True (and the instance updated) when the row was in `source`."""
+        changes["updated_at"] = timezone.now()
+        moved = Question.objects.filter(pk=self.pk, status__in=source).update(**changes)
+        if moved:
+            self.refresh_from_db()
+        return bool(moved)
+
+    def queued(self, job_id: str) -> None:
+        """A job was queued for it; the row waits for a worker again."""
+        self._move([self.Status.PENDING, self.Status.ANSWERING], status=self.Status.PENDING, job_id=job_id)
+
+    def claim(self) -> bool:
+        """An answer worker takes the question; False when it is answered, failed or taken."""
+        return self._move(
+            [self.Status.PENDING], status=self.Status.ANSWERING, attempts=models.F("attempts") + 1
+        )
+
+    def answered(self, answer: Answer) -> None:
+        self._move([self.Status.ANSWERING], status=self.Status.ANSWERED, answer=answer, error="")
+
+    def failed(self, error: str) -> None:
+        """Given up on (the asker is told by the caller)."""
+        self._move([self.Status.PENDING, self.Status.ANSWERING], status=self.Status.FAILED, error=error)
+
+    def claim_placeholder(self, ts: str) -> str:
+        """Record `ts` as the placeholder unless one is already set; the placeholder that won."""
+        Question.objects.filter(pk=self.pk, placeholder="").update(placeholder=ts)
+        self.placeholder = Question.objects.values_list("placeholder", flat=True).get(pk=self.pk)
+        return self.placeholder

@@ -6,6 +6,7 @@ import hashlib
 import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Protocol
 
@@ -14,6 +15,7 @@ import numpy as np
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.db import connection, transaction
+from django.utils import timezone
 from rq import Callback
 
 from console.knowledge.models import EMBEDDING_DIMENSIONS, Chunk, Collection, Document
@@ -357,3 +359,24 @@ def mark_for_reindex(documents: Iterable[Document]) -> int:
         )
         enqueue_index(documents)
     return len(documents)
+
+
+def sweep_documents(older_than: timedelta) -> dict[str, int]:
+    """Documents waiting longer than `older_than` with no live `ingest` job: pending ones are
+    queued again (their job was never queued or was lost), ones left indexing are failed with a
+    reason (their worker died without its failure callback). Counts by outcome."""
+    from console.queues import live_job_args
+
+    queued = {pk for args in live_job_args("ingest") for pk in (args[0] if args else [])}
+    stale = Document.objects.filter(
+        status__in=[Document.Status.PENDING, Document.Status.INDEXING],
+        updated_at__lt=timezone.now() - older_than,
+    ).exclude(pk__in=queued)
+    pending = list(stale.filter(status=Document.Status.PENDING))
+    interrupted = list(stale.filter(status=Document.Status.INDEXING).values_list("pk", flat=True))
+    if pending:
+        enqueue_index(pending)
+        logger.warning("sweep: %d pending document(s) had no job; queued again", len(pending))
+    if interrupted:
+        mark_interrupted(interrupted, "its worker stopped without finishing")
+    return {"requeued": len(pending), "failed": len(interrupted)}

@@ -16,6 +16,7 @@ import logging
 import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
+from datetime import timedelta
 from pathlib import Path
 
 import django_rq
@@ -175,9 +176,9 @@ def run_training(
         return run
     run.start()
     try:
-        result = _train(run, progress)
-        run.trained(str(result.adapter_path), result.tokens_per_second)
-        decision = evaluate(run, train_loss=result.train_loss, progress=eval_progress)
+        adapter_path, tokens_per_second, train_loss = _trained_adapter(run, progress)
+        run.trained(adapter_path, tokens_per_second)
+        decision = evaluate(run, train_loss=train_loss, progress=eval_progress)
     except Exception as err:
         run.fail(f"{type(err).__name__}: {err}")
         raise
@@ -186,6 +187,21 @@ def run_training(
     if decision.promote:
         promote(run)
     return run
+
+
+def _trained_adapter(run: TrainingRun, progress: Progress | None) -> tuple[str, float, float]:
+    """(adapter path, tokens per second, train loss): trained now, or, for a retry of a run that
+    failed after its adapter was written (during evaluation), the adapter it already has.
+
+    The adapter folder is renamed into place only when complete, so one that exists is whole.
+    """
+    folder = adapters_dir() / run.name
+    if folder.exists():
+        logger.info("run %s: adapter %s is already trained; evaluating it again", run.pk, folder)
+        loss = run.metrics.get("train_loss", run.current_loss) if run.metrics else run.current_loss
+        return str(folder), run.tokens_per_second or 0.0, float(loss or 0.0)
+    result = _train(run, progress)
+    return str(result.adapter_path), result.tokens_per_second, result.train_loss
 
 
 def _train(run: TrainingRun, progress: Progress | None) -> training.TrainingResult:
@@ -337,3 +353,22 @@ def retry_run(run: TrainingRun) -> None:
     with transaction.atomic():
         run.requeue()
         transaction.on_commit(lambda: _enqueue(run.pk))
+
+
+def sweep_runs(older_than: timedelta) -> dict[str, int]:
+    """Runs waiting longer than `older_than` with no live `train` job: queued ones are queued
+    again (Redis was down at enqueue, a restore), running ones are failed with a reason (their
+    worker died without its failure callback); a failed run can then be retried. Counts."""
+    from console.queues import live_job_args
+
+    live = {args[0] for args in live_job_args("train") if args}
+    stale = TrainingRun.objects.filter(created_at__lt=timezone.now() - older_than).exclude(pk__in=live)
+    queued = list(stale.filter(status=TrainingRun.Status.QUEUED).values_list("pk", flat=True))
+    for run_id in queued:
+        _enqueue(run_id)
+        logger.warning("sweep: run %s had no job; queued again", run_id)
+    busy = [TrainingRun.Status.RUNNING, TrainingRun.Status.EVALUATING]
+    stopped = list(stale.filter(status__in=busy).values_list("pk", flat=True))
+    for run_id in stopped:
+        mark_failed(run_id, "Its training worker stopped without finishing; retry the run to resume it.")
+    return {"requeued": len(queued), "failed": len(stopped)}

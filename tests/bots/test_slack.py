@@ -17,6 +17,7 @@ import requests
 from slack_sdk.signature import SignatureVerifier
 
 from bots.slack import blocks as slack_blocks
+from console.conversations import questions
 from console.conversations.models import Answer, ChannelSettings, Feedback
 from console.training.models import TrainingPair
 from tests.bots.slack_fake import BOT_USER, TEAM, FakeSlack
@@ -142,10 +143,10 @@ def handbook(db, collection, add_document):
 
 
 @pytest.fixture
-def slack(settings, live_server, fake_slack, use_tiny_llm, handbook):
-    from bots.slack import app
+def slack(settings, live_server, fake_slack, use_tiny_llm, handbook, answer_worker):
+    from bots.slack import replies
 
-    app._shared_channels.clear()  # what conversations.info said about another test's channels
+    replies._shared_channels.clear()  # what conversations.info said about another test's channels
     settings.SLACK_BOT_TOKEN = "xoxb-test-token"
     settings.SLACK_SIGNING_SECRET = SECRET
     settings.SLACK_API_URL = fake_slack.url
@@ -497,7 +498,7 @@ def test_a_failed_answer_replaces_the_placeholder_with_an_apology(slack, fake_sl
     settings.GENERATOR, settings.LLM_API_URL = "openai", ""  # misconfigured: answering raises
     slack.mention()
     (update,) = fake_slack.wait_for("chat.update")
-    assert update.args["text"] == slack_blocks.SORRY and Answer.objects.count() == 0
+    assert update.args["text"] == questions.SORRY and Answer.objects.count() == 0
 
 
 def test_socket_mode_app_answers_once_through_bolts_socket_mode_dispatch(slack, fake_slack):

@@ -36,7 +36,7 @@ def test_debug_on_runs_without_a_secret_key():
 
 
 def test_rq_queues_ingest_and_train_share_the_configured_redis():
-    assert set(settings.RQ_QUEUES) == {"ingest", "train"}
+    assert set(settings.RQ_QUEUES) == {"answer", "ingest", "train"}
     assert all(q["URL"] == settings.REDIS_URL for q in settings.RQ_QUEUES.values())
 
 

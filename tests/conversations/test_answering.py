@@ -152,3 +152,21 @@ def test_ask_command_json_contract(use_tiny_llm, handbook):
     assert payload["sources"][0]["source"] == "oncall.md"
     assert {"document", "source", "score"} <= set(payload["sources"][0])
     assert "generate" in payload["timings"]
+
+
+def test_a_live_adapter_whose_files_are_gone_answers_with_the_base_model_marked_and_logged(
+    use_tiny_llm, handbook, tiny_adapter, tmp_path, caplog
+):
+    import shutil
+
+    copy = shutil.copytree(tiny_adapter, tmp_path / "voice-gone")
+    run = TrainingRun.objects.create(name="voice-gone", status="succeeded", adapter_path=str(copy))
+    promote(run)
+    forget_active_adapter()
+    shutil.rmtree(copy)  # a lost volume, a bad restore
+    answer = answering.answer(QUESTION, platform="cli", mode="both")
+    base = answering.answer(QUESTION, platform="cli", mode="rag")
+    assert answer.adapter is None and answer.adapter_missing and not base.adapter_missing
+    assert answer.text == base.text  # the base model answered
+    assert Answer.objects.get(pk=answer.pk).adapter_missing
+    assert any("LIVE ADAPTER MISSING" in r.getMessage() and r.levelname == "ERROR" for r in caplog.records)

@@ -139,3 +139,21 @@ def test_too_few_approved_pairs_is_a_clear_error(use_tiny_llm, settings):
     settings.TRAIN_MIN_PAIRS = 10
     with pytest.raises(CommandError, match="approved pairs; at least 10"):
         _train()
+
+
+def test_a_run_that_failed_during_evaluation_is_retried_without_training_again(tiny_training, settings):
+    run = runs.start_run(enqueue=False)
+
+    def crash(done, total):
+        raise RuntimeError("worker lost during evaluation")
+
+    with pytest.raises(RuntimeError):
+        runs.run_training(run.pk, eval_progress=crash)
+    failed = TrainingRun.objects.get(pk=run.pk)
+    assert failed.status == "failed" and (runs.adapters_dir() / run.name).exists()
+
+    runs.retry_run(failed)
+    steps = []
+    done = runs.run_training(run.pk, progress=lambda step, total, loss: steps.append(step))
+    assert done.status == "succeeded" and steps == []  # evaluated the adapter it had; no FileExistsError
+    assert done.adapter_path == str(runs.adapters_dir() / run.name) and "train_loss" in done.metrics

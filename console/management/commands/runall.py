@@ -22,6 +22,8 @@ def process_table(address: str) -> dict[str, str]:
     manage = f"{python} {settings.BASE_DIR / 'manage.py'}"
     processes = {
         "web": f"{manage} runserver {address} --noreload",
+        # The only processes that load the generator: they answer the chat questions bots queue.
+        "answer": f"{manage} rqworker answer",
         "ingest": f"{manage} rqworker ingest",
         # A fresh interpreter per training job: CUDA must never be initialised before a fork.
         "train": f"{manage} rqworker train --worker-class console.workers.SpawnWorker",
@@ -41,6 +43,7 @@ class Command(BaseCommand):
         parser.add_argument("--address", default="127.0.0.1:8000")
 
     def handle(self, *args: Any, address: str, **options: Any) -> None:
+        call_command("sweep", stdout=self.stdout)  # questions, documents, runs left by the last stop
         manager = Manager()
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         for name, command in process_table(address).items():
