@@ -3,3 +3,26 @@
 Each kind is one module with one `Connector` subclass registered in `CONNECTORS`; the sync job
 (`console/knowledge/syncing.py`) only talks to the interface in `base.py`.
 """
+
+from console.knowledge.sources import folder, git, website  # noqa: F401  (each registers its kind)
+from console.knowledge.sources.base import (
+    CONNECTORS,
+    Candidate,
+    Connector,
+    Content,
+    Item,
+    ItemError,
+    OptionsError,
+    SourceError,
+)
+
+__all__ = [
+    "CONNECTORS",
+    "Candidate",
+    "Connector",
+    "Content",
+    "Item",
+    "ItemError",
+    "OptionsError",
+    "SourceError",
+]
