@@ -34,7 +34,9 @@ def root(tmp_path, settings):
 
 @pytest.fixture
 def source(root, collection):
-    return Source.objects.create(name="handbook", kind="folder", collection=collection, options={"path": str(root)})
+    return Source.objects.create(
+        name="handbook", kind="folder", collection=collection, options={"path": str(root)}
+    )
 
 
 @pytest.fixture
@@ -84,7 +86,10 @@ def test_a_changed_file_is_indexed_again_and_its_pairs_go_stale(source, root, fe
     sync(source)
     document = Document.objects.get(item_key="expenses.md")
     pair = TrainingPair.objects.create(
-        question="q", answer="a", source="manual", documents=[{"document_id": document.pk, "version": document.version}]
+        question="q",
+        answer="a",
+        source="manual",
+        documents=[{"document_id": document.pk, "version": document.version}],
     )
     fetches.clear()
     (root / "expenses.md").write_text(EXPENSES_MD.replace("60 euros", "75 euros"))
@@ -94,7 +99,9 @@ def test_a_changed_file_is_indexed_again_and_its_pairs_go_stale(source, root, fe
     assert (result.updated, result.unchanged) == (1, 2)
     document.refresh_from_db()
     assert document.version == 2
-    assert any("75 euros" in text for text in Chunk.objects.filter(document=document).values_list("text", flat=True))
+    assert any(
+        "75 euros" in text for text in Chunk.objects.filter(document=document).values_list("text", flat=True)
+    )
     pair.refresh_from_db()
     assert pair.stale
 
@@ -103,7 +110,10 @@ def test_a_deleted_file_leaves_with_its_chunks_and_its_pairs_go_stale(source, ro
     sync(source)
     gone = Document.objects.get(item_key="vpn.txt")
     pair = TrainingPair.objects.create(
-        question="q", answer="a", source="manual", documents=[{"document_id": gone.pk, "version": gone.version}]
+        question="q",
+        answer="a",
+        source="manual",
+        documents=[{"document_id": gone.pk, "version": gone.version}],
     )
     (root / "vpn.txt").unlink()
     result = sync(source)
@@ -139,11 +149,17 @@ def test_a_listing_that_shrank_too_much_prunes_nothing_until_a_person_allows_it(
     (root / "expenses.md").unlink()
     (root / "vpn.txt").unlink()
     result = sync(source)
-    assert result.status == "flagged" and "SYNC_PRUNE_MAX_SHARE" in result.error and "--allow-prune" in result.error
+    assert (
+        result.status == "flagged"
+        and "SYNC_PRUNE_MAX_SHARE" in result.error
+        and "--allow-prune" in result.error
+    )
     assert Document.objects.filter(source_ref=source).count() == 3
     result = sync(source, allow_prune=True)
     assert (result.status, result.deleted) == ("ok", 2)
-    assert list(Document.objects.filter(source_ref=source).values_list("item_key", flat=True)) == ["ops/oncall.md"]
+    assert list(Document.objects.filter(source_ref=source).values_list("item_key", flat=True)) == [
+        "ops/oncall.md"
+    ]
 
 
 def test_one_bad_file_fails_alone_and_is_retried(source, root, settings):
@@ -163,7 +179,9 @@ def test_include_and_exclude_globs(source, root):
     source.options = {"path": str(root), "include": "*.md", "exclude": "ops/*"}
     source.save()
     sync(source)
-    assert list(Document.objects.filter(source_ref=source).values_list("item_key", flat=True)) == ["expenses.md"]
+    assert list(Document.objects.filter(source_ref=source).values_list("item_key", flat=True)) == [
+        "expenses.md"
+    ]
 
 
 def test_a_source_cannot_read_folders_outside_the_allowed_roots(collection, settings, tmp_path):
@@ -178,12 +196,20 @@ def test_add_source_creates_then_updates_and_sync_prints_a_summary(root, collect
     call_command("add_source", "hb", "folder", collection="handbook", option=[f"path={root}"], stdout=out)
     assert "Created source 'hb'" in out.getvalue()
     call_command(
-        "add_source", "hb", "folder", collection="handbook", option=[f"path={root}"], schedule="*/15 * * * *", stdout=out
+        "add_source",
+        "hb",
+        "folder",
+        collection="handbook",
+        option=[f"path={root}"],
+        schedule="*/15 * * * *",
+        stdout=out,
     )
     source = Source.objects.get(name="hb")
     assert source.schedule == "*/15 * * * *"
     with pytest.raises(CommandError, match="cron"):
-        call_command("add_source", "hb", "folder", collection="handbook", option=[f"path={root}"], schedule="hourly")
+        call_command(
+            "add_source", "hb", "folder", collection="handbook", option=[f"path={root}"], schedule="hourly"
+        )
     with pytest.raises(CommandError, match="Unknown option 'pth'"):
         call_command("add_source", "hb", "folder", collection="handbook", option=[f"pth={root}"])
 
