@@ -240,7 +240,8 @@ class SyncInline(admin.TabularInline):
     extra = 0
     can_delete = False
     verbose_name_plural = "Sync history (the last 20)"
-    fields = readonly_fields = ["started_at", "status", "took", "progress", *SYNC_COUNTS, "error"]
+    fields = ("started_at", "status", "took", "progress", *SYNC_COUNTS, "error")
+    readonly_fields = fields
 
     def get_queryset(self, request):
         queryset = super().get_queryset(request)

@@ -305,7 +305,7 @@ def _parse_and_chunk(document: Document) -> _Parsed | None:
 
 def _parse_name(document: Document) -> str:
     """The name whose suffix picks the parser: an upload's source, a synced item's stored file."""
-    if document.source_ref_id and document.file:
+    if document.source_ref_id and document.file.name:
         return PurePath(document.file.name).name
     return document.source
 

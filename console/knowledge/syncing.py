@@ -218,10 +218,12 @@ def _fetch_and_register(
     try:
         content = connector.fetch(item, previous_version=previous)
     except ItemError as err:
-        return _item_failed(source, item, str(err), sync)
+        _item_failed(source, item, str(err), sync)
+        return None
     except Exception as err:
         logger.exception("source %s: fetching %s failed unexpectedly", source.pk, item.key)
-        return _item_failed(source, item, f"Fetching it failed unexpectedly ({type(err).__name__}).", sync)
+        _item_failed(source, item, f"Fetching it failed unexpectedly ({type(err).__name__}).", sync)
+        return None
     version = content.version or item.version
     if content.unchanged and document is not None:
         Document.objects.filter(pk=document.pk).update(item_version=version[:500], url=item.url[:2000])
@@ -252,7 +254,6 @@ def _register(source: Source, item: Item, content: Content, version: str) -> ind
 def _item_failed(source: Source, item: Item, reason: str, sync: Sync) -> None:
     indexing.register_item_failure(source, item.key, reason, url=item.url)
     sync.progress(failed=sync.failed + 1)
-    return None
 
 
 def _index(pending: list[_Pending], sync: Sync) -> None:

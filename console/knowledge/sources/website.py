@@ -246,14 +246,14 @@ class WebsiteConnector(Connector):
             response = self.http.get(f"{site}/robots.txt")
         except FetchError as err:
             raise SourceError(f"robots.txt could not be read: {err}") from err
-        if response.status in (401, 403):
-            parser.disallow_all = True
-        elif response.status >= 500:
+        if response.status >= 500:
             raise SourceError(f"robots.txt of {site} answered HTTP {response.status}: try again later.")
+        if response.status in (401, 403):  # as RFC 9309 says: a robots.txt behind a login forbids all
+            parser.parse(["User-agent: *", "Disallow: /"])
         elif response.status == 200:
             parser.parse(response.body.decode("utf-8", "replace").splitlines())
-        else:
-            parser.allow_all = True
+        else:  # none (404): everything is allowed
+            parser.parse([])
         delay = parser.crawl_delay(settings.SYNC_USER_AGENT)
         if delay:
             self.http.interval = max(self.http.interval, float(delay))
