@@ -52,7 +52,7 @@ class Command(BaseCommand):
     def _sync(self, source: Source, options: dict[str, Any]) -> Sync | None:
         if options["dry_run"]:
             outcome = syncing.sync_source(source.pk, dry_run=True, allow_prune=options["allow_prune"])
-            self._plan(source, outcome)
+            self._plan(source, outcome, allow_prune=options["allow_prune"])
             return outcome.sync
         if options["sync"]:
             return syncing.sync_source(source.pk, allow_prune=options["allow_prune"]).sync
@@ -76,7 +76,7 @@ class Command(BaseCommand):
                     return latest
             time.sleep(1)
 
-    def _plan(self, source: Source, outcome: syncing.Outcome) -> None:
+    def _plan(self, source: Source, outcome: syncing.Outcome, *, allow_prune: bool) -> None:
         plan = outcome.plan
         if outcome.sync.status == Sync.Status.FAILED:
             return
@@ -87,21 +87,22 @@ class Command(BaseCommand):
         ):
             for key in keys:
                 self.stdout.write(f"  would {label}: {key}")
-        refusal = syncing.prune_refusal(source, plan, allow_prune=False)
+        refusal = syncing.prune_refusal(source, plan, allow_prune=allow_prune)
         if refusal:
             self.stdout.write(f"  but nothing would be deleted: {refusal}")
 
     def _summary(self, source: Source, sync: Sync) -> None:
-        verb = "would add" if sync.pk is None else "added"
-        line = (
-            f"{source.name}: {sync.get_status_display()} — {sync.listed} listed, {verb} {sync.added}, "
-            f"updated {sync.updated}, unchanged {sync.unchanged}, deleted {sync.deleted}, failed {sync.failed}"
-        )
-        if sync.duration is not None and sync.pk:
-            line += f" in {sync.duration:.1f} s"
+        counts = f"{sync.listed} listed, "
+        if sync.pk is None:  # a dry run
+            counts += f"would add {sync.added}, update {sync.updated}, delete {sync.deleted}; {sync.unchanged} unchanged"
+        else:
+            counts += (
+                f"added {sync.added}, updated {sync.updated}, unchanged {sync.unchanged}, "
+                f"deleted {sync.deleted}, failed {sync.failed} in {sync.duration or 0:.1f} s"
+            )
         style = {Sync.Status.OK: self.style.SUCCESS, Sync.Status.FAILED: self.style.ERROR}.get(
             Sync.Status(sync.status), self.style.WARNING
         )
-        self.stdout.write(style(line))
+        self.stdout.write(style(f"{source.name}: {sync.get_status_display()} — {counts}"))
         if sync.error:
             self.stdout.write(f"  {sync.error}")
