@@ -9,12 +9,14 @@ source is flagged and says why. One item failing fails its document alone; it is
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 
 import django_rq
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 from rq import Callback
@@ -36,7 +38,8 @@ from console.settings import source_secret
 
 logger = logging.getLogger(__name__)
 
-SECRET_OPTION_SUFFIX = "_env"  # an option naming the environment variable that holds a credential
+SECRET_OPTION_SUFFIX = "_env"
+_LOCK_SPACE = 1313  # first key of the advisory locks syncs take (the second is the source id)  # an option naming the environment variable that holds a credential
 
 
 @dataclass
@@ -123,6 +126,31 @@ def sync_source(source_id: int, *, dry_run: bool = False, allow_prune: bool = Fa
     `allow_prune` lets a person confirm a deletion larger than SYNC_PRUNE_MAX_SHARE.
     """
     source = Source.objects.select_related("collection").get(pk=source_id)
+    if dry_run:
+        return _run(source, dry_run=True, allow_prune=allow_prune)
+    with _one_sync_at_a_time(source.pk) as mine:
+        if not mine:
+            busy = "Another sync of this source is running; this one did nothing."
+            return Outcome(Sync(source=source, status=Sync.Status.FAILED, error=busy), Plan())
+        return _run(source, dry_run=False, allow_prune=allow_prune)
+
+
+@contextmanager
+def _one_sync_at_a_time(source_id: int) -> Iterator[bool]:
+    """A PostgreSQL advisory lock per source (session level, so it spans the sync's transactions):
+    a `sync --sync` by hand and a queued job never work on one source at once."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [_LOCK_SPACE, source_id])
+        mine = cursor.fetchone()[0]
+    try:
+        yield mine
+    finally:
+        if mine:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [_LOCK_SPACE, source_id])
+
+
+def _run(source: Source, *, dry_run: bool, allow_prune: bool) -> Outcome:
     sync = Sync(source=source)
     result = Plan()
     if not dry_run:

@@ -270,3 +270,31 @@ def test_runall_starts_rq_cron():
     from console.management.commands.runall import process_table
 
     assert process_table("127.0.0.1:8000")["cron"].endswith("manage.py rqcron console.knowledge.cron")
+
+
+def test_two_syncs_of_one_source_never_run_at_once(source):
+    import threading
+
+    from django.db import connections
+
+    held, release = threading.Event(), threading.Event()
+
+    def other_sync() -> None:  # another process's connection holding the source's lock
+        with connections["default"].cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_lock(%s, %s)", [syncing._LOCK_SPACE, source.pk])
+            held.set()
+            release.wait(10)
+            cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [syncing._LOCK_SPACE, source.pk])
+        connections["default"].close()
+
+    thread = threading.Thread(target=other_sync)
+    thread.start()
+    held.wait(10)
+    try:
+        result = syncing.sync_source(source.pk).sync
+    finally:
+        release.set()
+        thread.join()
+    assert result.pk is None and "Another sync" in result.error
+    assert not Document.objects.exists()
+    assert sync(source).added == 3
