@@ -298,3 +298,23 @@ def test_two_syncs_of_one_source_never_run_at_once(source):
     assert result.pk is None and "Another sync" in result.error
     assert not Document.objects.exists()
     assert sync(source).added == 3
+
+
+@pytest.mark.slow
+def test_bootstrap_adds_the_demo_as_a_synced_folder_source(settings):
+    from django.conf import settings as live
+
+    settings.SYNC_FOLDER_ROOTS = [live.BASE_DIR / "examples"]
+    out = io.StringIO()
+    call_command("bootstrap", stdout=out)
+    source = Source.objects.get(name="demo-handbook")
+    assert (source.kind, source.status, source.schedule) == ("folder", Source.Status.OK, "0 * * * *")
+    assert source.documents.filter(status="indexed").count() == len(
+        [
+            p
+            for p in (live.BASE_DIR / "examples" / "knowledge").iterdir()
+            if p.suffix in (".md", ".txt", ".html")
+        ]
+    )
+    call_command("bootstrap", stdout=io.StringIO())  # a second start adds nothing
+    assert Source.objects.count() == 1
