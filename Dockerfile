@@ -21,9 +21,14 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 # A fresh named volume mounted at /data or /data/adapters copies these folders, owner
 # included, so the non-root user can write to it.
+# git: git sources fetch repositories with the git CLI (console/knowledge/sources/git.py).
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends git openssh-client \
+    && rm -rf /var/lib/apt/lists/*
+
 RUN groupadd --system --gid 10001 app \
     && useradd --system --uid 10001 --gid app --create-home --home-dir /home/app app \
-    && mkdir -p /data/adapters /data/media \
+    && mkdir -p /data/adapters /data/media /data/sources \
     && chown -R app:app /data
 
 WORKDIR /app

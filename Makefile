@@ -52,3 +52,4 @@ bench: setup
 	$(PY) -m bench.answer
 	$(PY) -m bench.train
 	$(PY) -m bench.context
+	$(PY) -m bench.sync

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import warnings
 from pathlib import Path
 
@@ -243,6 +244,63 @@ for _name, _ok, _rule in [
 ]:
     if not _ok:
         raise ImproperlyConfigured(f"{_name}={globals()[_name]} is out of range: set it {_rule}.")
+
+# --- Sources (scheduled sync of folders, websites, repositories, wikis, chat) ----------------
+# A sync deletes documents whose items are gone, but never more than this share of a source's
+# documents at once: a listing that shrank more than that flags the source and deletes nothing.
+SYNC_PRUNE_MAX_SHARE = env_float("SYNC_PRUNE_MAX_SHARE", 0.5)
+if not 0 <= SYNC_PRUNE_MAX_SHARE <= 1:
+    raise ImproperlyConfigured(
+        f"SYNC_PRUNE_MAX_SHARE={SYNC_PRUNE_MAX_SHARE} is out of range: use 0 to 1 (0.5: half the documents)."
+    )
+# Folders a folder source (or a git source's local path) may read; a source elsewhere is refused,
+# so that adding a source in the admin cannot read the server's own files (.env, DATA_DIR).
+SYNC_FOLDER_ROOTS = [
+    Path(p).expanduser().resolve()
+    for p in (os.environ.get("SYNC_FOLDER_ROOTS") or f"{BASE_DIR / 'examples'},{DATA_DIR / 'sources'}").split(
+        ","
+    )
+    if p.strip()
+]
+SYNC_JOB_TIMEOUT = env_int("SYNC_JOB_TIMEOUT", 60 * 60 * 2)
+SYNC_HTTP_TIMEOUT = env_float("SYNC_HTTP_TIMEOUT", 30)  # seconds per request of a website source
+SYNC_REQUESTS_PER_SECOND = env_float("SYNC_REQUESTS_PER_SECOND", 5)  # per website source; 0: no limit
+SYNC_MAX_PAGES = env_int("SYNC_MAX_PAGES", 5000)  # a website source's default max_pages
+SYNC_USER_AGENT = os.environ.get("SYNC_USER_AGENT") or "answerbot-sync/1.0"
+GIT_TIMEOUT = env_int("GIT_TIMEOUT", 600)  # seconds for one git fetch of a git source
+
+
+# Variables a source may not name as its credential: the project's own secrets. An admin who may
+# add sources could otherwise send SECRET_KEY to a server of theirs as a "token".
+_OWN_SECRETS = frozenset(
+    {
+        "SECRET_KEY",
+        "DATABASE_URL",
+        "REDIS_URL",
+        "LLM_API_KEY",
+        "SLACK_BOT_TOKEN",
+        "SLACK_APP_TOKEN",
+        "SLACK_SIGNING_SECRET",
+        "DISCORD_TOKEN",
+        "POSTGRES_PASSWORD",
+    }
+)
+
+
+def source_secret(name: str) -> str:
+    """The value of the environment variable a source names (e.g. its `token_env` option), read
+    when it syncs: credentials live in the environment, never in the database. This is the one
+    place outside the settings above that reads os.environ. Raises ValueError for a name a
+    source may not read (the project's own secrets, cloud credentials, or not a variable name)."""
+    if not re.fullmatch(r"[A-Z][A-Z0-9_]{0,99}", name or ""):
+        raise ValueError(f"{name!r} is not an environment variable name: use capitals, digits and _.")
+    if name in _OWN_SECRETS or name.startswith(("AWS_", "DJANGO_", "GOOGLE_", "AZURE_")):
+        raise ValueError(
+            f"A source may not read {name}: it is one of this server's own credentials. "
+            "Put the source's token in a variable of its own, e.g. CONFLUENCE_TOKEN."
+        )
+    return os.environ.get(name, "")
+
 
 # --- Answering ---------------------------------------------------------------------------
 ANSWER_MODE = os.environ.get("ANSWER_MODE") or "auto"  # auto: both when an adapter is live, else rag

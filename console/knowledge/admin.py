@@ -15,8 +15,8 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
-from console.knowledge import indexing, purging
-from console.knowledge.models import Chunk, Collection, Document
+from console.knowledge import indexing, purging, syncing
+from console.knowledge.models import Chunk, Collection, Document, Source, Sync
 
 
 class _DocumentCounts(TypedDict):
@@ -95,10 +95,14 @@ class DocumentAdmin(admin.ModelAdmin):
         "chunks",
         "indexed_at",
     ]
-    list_filter = ["status", "collection"]
+    list_filter = ["status", "collection", "source_ref"]
     search_fields = ["title", "source", "error"]
     actions = ["reindex", "purge"]
     readonly_fields = [
+        "url",
+        "source_ref",
+        "item_key",
+        "item_version",
         "content_hash",
         "version",
         "status",
@@ -224,3 +228,132 @@ class ChunkAdmin(admin.ModelAdmin):
     def excerpt(self, obj: Chunk) -> str:
         text = " ".join(obj.text.split())
         return text[:160] + ("…" if len(text) > 160 else "")
+
+
+SYNC_COUNTS = ("listed", "added", "updated", "unchanged", "deleted", "failed")
+
+
+class SyncInline(admin.TabularInline):
+    """The source's recent syncs (the last 20), newest first."""
+
+    model = Sync
+    extra = 0
+    can_delete = False
+    verbose_name_plural = "Sync history (the last 20)"
+    fields = ("started_at", "status", "took", "progress", *SYNC_COUNTS, "error")
+    readonly_fields = fields
+
+    def get_queryset(self, request):
+        queryset = super().get_queryset(request)
+        recent = list(queryset.order_by("-started_at").values_list("pk", flat=True)[:20])
+        return queryset.filter(pk__in=recent)
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="Duration")
+    def took(self, obj: Sync) -> str:
+        return _seconds(obj.duration)
+
+    @admin.display(description="Progress")
+    def progress(self, obj: Sync) -> str:
+        return f"{obj.done} of {obj.to_fetch} fetched" if obj.to_fetch else "—"
+
+
+class SourceForm(forms.ModelForm):
+    class Meta:
+        model = Source
+        fields = ["name", "kind", "collection", "options", "schedule", "enabled"]
+        help_texts = {
+            "options": (
+                "JSON. folder: path, include, exclude; website: sitemap or start_url (+ prefix), max_pages; "
+                "git: url, branch, paths; confluence: base_url, spaces, token_env; notion: base_url, "
+                "token_env; slack: channels, accept_reaction. Credentials: only the name of the "
+                "environment variable that holds them (token_env), never the token."
+            )
+        }
+
+
+@admin.register(Source)
+class SourceAdmin(admin.ModelAdmin):
+    form = SourceForm
+    list_display = [
+        "name",
+        "kind",
+        "collection",
+        "status_badge",
+        "documents",
+        "last_sync",
+        "last_synced_at",
+        "next_sync_at",
+        "schedule",
+    ]
+    list_filter = ["status", "kind", "collection", "enabled"]
+    search_fields = ["name", "last_error"]
+    actions = ["sync_now"]
+    readonly_fields = ["status", "last_error", "last_synced_at", "next_sync_at", "queued_at"]
+    fields = ["name", "kind", "collection", "options", "schedule", "enabled", *readonly_fields]
+    inlines = [SyncInline]
+
+    def get_queryset(self, request):
+        return (
+            super()
+            .get_queryset(request)
+            .select_related("collection")
+            .annotate(n_documents=Count("documents"))
+        )
+
+    def save_model(self, request, obj, form, change):
+        if change and {"options", "kind", "schedule", "collection"} & set(form.changed_data):
+            obj.last_error, obj.next_sync_at = "", None  # synced at the next minute with what was set
+        super().save_model(request, obj, form, change)
+
+    def changelist_view(self, request, extra_context=None):
+        busy = Source.objects.filter(status=Source.Status.SYNCING).exists()
+        return super().changelist_view(request, {**(extra_context or {}), "auto_refresh": busy})
+
+    @admin.action(description="Sync selected sources now", permissions=["sync"])
+    def sync_now(self, request, queryset):
+        queued = [source.name for source in queryset if syncing.enqueue_sync(source)]
+        busy = queryset.count() - len(queued)
+        message = f"Queued a sync of {len(queued)} source(s)."
+        if busy:
+            message += f" {busy} already had a sync queued or running."
+        self.message_user(request, message)
+
+    def has_sync_permission(self, request: HttpRequest) -> bool:
+        """Syncing reaches out to other systems and can delete documents: its own permission."""
+        return request.user.has_perm("knowledge.sync_source")
+
+    @admin.display(description="Status", ordering="status")
+    def status_badge(self, obj: Source) -> SafeString:
+        colour = {"ok": "#2e7d32", "failed": "#c62828", "flagged": "#e65100", "syncing": "#1565c0"}
+        badge = format_html(
+            '<b style="color:{}">{}</b>', colour.get(obj.status, "#666"), obj.get_status_display()
+        )
+        if obj.last_error:
+            return format_html('{}<br><span style="color:#c62828">{}</span>', badge, obj.last_error)
+        return badge
+
+    @admin.display(description="Documents", ordering="n_documents")
+    def documents(self, obj: Source) -> SafeString:
+        url = reverse("admin:knowledge_document_changelist") + f"?source_ref__id__exact={obj.pk}"
+        return format_html('<a href="{}">{}</a>', url, getattr(obj, "n_documents", 0))
+
+    @admin.display(description="Last sync")
+    def last_sync(self, obj: Source) -> str:
+        sync = obj.syncs.first()
+        if sync is None:
+            return "—"
+        if sync.status == Sync.Status.RUNNING:
+            return f"running {_seconds(sync.duration)}: {sync.done} of {sync.to_fetch} fetched"
+        return (
+            f"+{sync.added} added, {sync.updated} updated, {sync.unchanged} unchanged, "
+            f"{sync.deleted} deleted, {sync.failed} failed in {_seconds(sync.duration)}"
+        )
+
+
+def _seconds(value: float | None) -> str:
+    if value is None:
+        return "—"
+    return f"{value:.1f} s" if value < 120 else f"{value / 60:.1f} min"

@@ -7,7 +7,7 @@ import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Protocol
 
 import django_rq
@@ -18,7 +18,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 from rq import Callback
 
-from console.knowledge.models import EMBEDDING_DIMENSIONS, Chunk, Collection, Document
+from console.knowledge.models import EMBEDDING_DIMENSIONS, Chunk, Collection, Document, Source
 from console.knowledge.signals import document_changed
 from ml import embeddings
 from ml.chunking import Chunk as ChunkPiece
@@ -104,6 +104,59 @@ def register_stream(
             collection, source, _too_large_message(size if size is not None else len(data))
         )
     return register_file(collection, source, data, title=title)
+
+
+def register_item(
+    source: Source, key: str, data: bytes, *, filename: str, version: str, url: str = "", title: str = ""
+) -> Registration:
+    """register_file for an item a source brought in: found by (source, item key), its file named
+    `filename` (whose suffix picks the parser), its URL and version marker kept. Same content as
+    indexed: only the marker and URL are updated."""
+    content_hash = hashlib.sha256(data).hexdigest()
+    with transaction.atomic():
+        document = _item_document(source, key)
+        document.url, document.item_version = url[:2000], version[:500]
+        if document.content_hash == content_hash and document.status == Document.Status.INDEXED:
+            document.save(update_fields=["url", "item_version", "updated_at"])
+            return Registration(document, changed=False)
+        document.title = title[:500]
+        document.content_hash = content_hash
+        document.size_bytes = len(data)
+        if len(data) > max_upload_bytes():
+            document.save()
+            document.fail(_too_large_message(len(data)))
+            return Registration(document, changed=False)
+        document.progress, document.status, document.error = 0, Document.Status.PENDING, ""
+        old_file = document.file.name if document.file else ""
+        document.file.save(PurePath(filename).name or "document.txt", ContentFile(data), save=False)
+        document.save()
+    if old_file and old_file != document.file.name:
+        document.file.storage.delete(old_file)
+    return Registration(document, changed=True)
+
+
+def register_item_failure(source: Source, key: str, reason: str, *, url: str = "") -> Document:
+    """An item that could not be fetched: its document is failed with the reason (kept chunks, if
+    any, stay searchable) and is fetched again at the next sync."""
+    with transaction.atomic():
+        document = _item_document(source, key)
+        if not document.pk:
+            document.url = url[:2000]
+            document.save()
+        document.fail(reason)
+    logger.warning("source %s item %s failed: %s", source.pk, key, reason)
+    return document
+
+
+def _item_document(source: Source, key: str) -> Document:
+    """The locked document of a source's item, or a new unsaved one."""
+    document = Document.objects.select_for_update().filter(source_ref=source, item_key=key).first()
+    return document or Document(
+        collection_id=source.collection_id,
+        source_ref=source,
+        item_key=key[:1000],
+        source=f"{source.name}:{key}"[:1000],
+    )
 
 
 def register_failure(collection: Collection, source: str, reason: str) -> Registration:
@@ -232,7 +285,7 @@ def _parse_and_chunk(document: Document) -> _Parsed | None:
     """One document's chunks, or None with the document marked failed."""
     try:
         parsed = parse_document(
-            document.source, _read(document), max_bytes=max_upload_bytes(), limits=parse_limits()
+            _parse_name(document), _read(document), max_bytes=max_upload_bytes(), limits=parse_limits()
         )
         pieces = chunk_document(
             parsed,
@@ -247,7 +300,16 @@ def _parse_and_chunk(document: Document) -> _Parsed | None:
         logger.exception("parsing document %s failed unexpectedly", document.pk)
         _fail(document, _unexpected(err))
         return None
-    return _Parsed(document, parsed.title, pieces)
+    # A source's own title for an item (a wiki page's name) wins over one found in its text.
+    title = (document.title if document.source_ref_id else "") or parsed.title
+    return _Parsed(document, title, pieces)
+
+
+def _parse_name(document: Document) -> str:
+    """The name whose suffix picks the parser: an upload's source, a synced item's stored file."""
+    if document.source_ref_id and document.file.name:
+        return PurePath(document.file.name).name
+    return document.source
 
 
 def _unexpected(err: Exception) -> str:

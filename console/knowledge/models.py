@@ -1,10 +1,16 @@
-"""The knowledge base: collections of documents, split into embedded chunks."""
+"""The knowledge base: collections of documents, split into embedded chunks, and the sources
+(folders, websites, repositories, wikis, chat) that keep documents in step with where they live."""
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import Any
+
+from croniter import croniter
 from django.contrib.postgres.fields import ArrayField
 from django.contrib.postgres.indexes import GinIndex
 from django.contrib.postgres.search import SearchVectorField
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 from pgvector.django import HnswIndex, VectorField
@@ -41,6 +47,149 @@ class Collection(models.Model):
         return self.name
 
 
+DEFAULT_SCHEDULE = "0 * * * *"  # hourly, on the hour
+
+
+def validate_schedule(value: str) -> None:
+    """A five-field cron expression (minute hour day-of-month month day-of-week)."""
+    if len(value.split()) != 5 or not croniter.is_valid(value):
+        raise ValidationError(
+            f"{value!r} is not a cron schedule: use five fields, minute hour day month weekday, "
+            "e.g. '0 * * * *' (hourly) or '*/15 * * * *' (every 15 minutes)."
+        )
+
+
+class Source(models.Model):
+    """Where a collection's documents come from, synced on a cron schedule.
+
+    Options are validated by the kind's connector (console/knowledge/sources/); credentials are
+    never stored here, only the name of the environment variable that holds them (`token_env`).
+    """
+
+    class Kind(models.TextChoices):
+        FOLDER = "folder", "Folder on the server"
+        WEBSITE = "website", "Website"
+        GIT = "git", "Git repository"
+        CONFLUENCE = "confluence", "Confluence"
+        NOTION = "notion", "Notion"
+        SLACK = "slack", "Slack channels"
+
+    class Status(models.TextChoices):
+        NEW = "new", "Not synced yet"
+        SYNCING = "syncing", "Syncing"
+        OK = "ok", "OK"
+        FLAGGED = "flagged", "Flagged"  # synced, but something needs a person (nothing was pruned)
+        FAILED = "failed", "Failed"
+
+    name = models.CharField(max_length=100, unique=True)
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    collection = models.ForeignKey(Collection, on_delete=models.CASCADE, related_name="sources")
+    options = models.JSONField(
+        default=dict, blank=True, help_text='The kind\'s settings, e.g. {"path": "/srv/docs"}.'
+    )
+    schedule = models.CharField(
+        max_length=100,
+        default=DEFAULT_SCHEDULE,
+        validators=[validate_schedule],
+        help_text="When it syncs, as cron (UTC): '0 * * * *' hourly, '*/15 * * * *' every 15 minutes.",
+    )
+    enabled = models.BooleanField(default=True, help_text="Off: no scheduled syncs (Sync now still works).")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.NEW)
+    last_error = models.TextField(blank=True)
+    last_synced_at = models.DateTimeField(null=True, blank=True)
+    next_sync_at = models.DateTimeField(null=True, blank=True)
+    queued_at = models.DateTimeField(null=True, blank=True, help_text="When its running sync was queued.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        permissions = [("sync_source", "Can start a sync of a source now")]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        from console.knowledge.sources import CONNECTORS, OptionsError
+
+        connector = CONNECTORS.get(self.kind)
+        if connector is None:
+            raise ValidationError({"kind": f"The {self.kind} connector is not installed on this server."})
+        try:
+            self.options = connector.validate(self.options or {})
+        except OptionsError as err:
+            raise ValidationError({"options": str(err)}) from err
+
+    def next_run_after(self, moment: datetime) -> datetime:
+        """The first time after `moment` its schedule says to sync."""
+        return croniter(self.schedule, moment).get_next(datetime)
+
+    def queued(self) -> None:
+        """A sync was queued for it (the caller enqueues after commit): nothing else queues one."""
+        now = timezone.now()
+        self._set(status=self.Status.SYNCING, queued_at=now, next_sync_at=self.next_run_after(now))
+
+    def finished(self, sync: Sync) -> None:
+        """Its sync ended: the source takes the sync's outcome and error."""
+        status = {
+            Sync.Status.OK: self.Status.OK,
+            Sync.Status.FLAGGED: self.Status.FLAGGED,
+        }.get(Sync.Status(sync.status), self.Status.FAILED)
+        self._set(status=status, last_error=sync.error, last_synced_at=sync.finished_at, queued_at=None)
+
+    def _set(self, **fields: Any) -> None:
+        Source.objects.filter(pk=self.pk).update(**fields, updated_at=timezone.now())
+        for name, value in fields.items():
+            setattr(self, name, value)
+
+
+class Sync(models.Model):
+    """One run of a source's sync: what it found and did, for the history in the admin."""
+
+    class Status(models.TextChoices):
+        RUNNING = "running", "Running"
+        OK = "ok", "OK"
+        FLAGGED = "flagged", "Flagged"
+        FAILED = "failed", "Failed"
+
+    source = models.ForeignKey(Source, on_delete=models.CASCADE, related_name="syncs")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.RUNNING)
+    started_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    listed = models.PositiveIntegerField(default=0, help_text="Items the source holds now.")
+    to_fetch = models.PositiveIntegerField(default=0, help_text="New and changed items to fetch and index.")
+    done = models.PositiveIntegerField(default=0, help_text="Of those, handled so far.")
+    added = models.PositiveIntegerField(default=0)
+    updated = models.PositiveIntegerField(default=0)
+    unchanged = models.PositiveIntegerField(default=0)
+    deleted = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True, help_text="Why it failed or was flagged.")
+
+    class Meta:
+        ordering = ["-started_at"]
+        indexes = [models.Index(fields=["source", "-started_at"], name="sync_source_started")]
+
+    def __str__(self) -> str:
+        return f"{self.source} at {self.started_at:%Y-%m-%d %H:%M}"
+
+    @property
+    def duration(self) -> float | None:
+        """Seconds it took (so far, while running)."""
+        end = self.finished_at or (timezone.now() if self.status == self.Status.RUNNING else None)
+        return None if end is None else (end - self.started_at).total_seconds()
+
+    def progress(self, **counts: int) -> None:
+        """Counts so far, written at once so the admin shows a running sync moving."""
+        Sync.objects.filter(pk=self.pk).update(**counts)
+        for name, value in counts.items():
+            setattr(self, name, value)
+
+    def finish(self, status: Sync.Status, error: str = "") -> None:
+        self.status, self.error, self.finished_at = status, error, timezone.now()
+        self.save()
+
+
 class Document(models.Model):
     class Status(models.TextChoices):
         PENDING = "pending", "Pending"
@@ -51,6 +200,22 @@ class Document(models.Model):
     collection = models.ForeignKey(Collection, on_delete=models.CASCADE, related_name="documents")
     title = models.CharField(max_length=500, blank=True)
     source = models.CharField(max_length=1000, help_text="The file name or URL it came from.")
+    url = models.URLField(
+        max_length=2000, blank=True, help_text="Where a person reads it; answers link here."
+    )
+    source_ref = models.ForeignKey(
+        Source,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="documents",
+        verbose_name="synced from",
+        help_text="The source that brought it in and keeps it up to date (empty: uploaded or ingested).",
+    )
+    item_key = models.CharField(max_length=1000, blank=True, help_text="Its id within the source.")
+    item_version = models.CharField(
+        max_length=500, blank=True, help_text="The source's version marker of what is indexed."
+    )
     file = models.FileField(upload_to="documents/%Y/%m/", max_length=500, blank=True)
     content_hash = models.CharField(max_length=64, blank=True)
     version = models.PositiveIntegerField(default=0)
@@ -73,6 +238,11 @@ class Document(models.Model):
         ]
         constraints = [
             models.UniqueConstraint(fields=["collection", "source"], name="document_unique_source"),
+            models.UniqueConstraint(
+                fields=["source_ref", "item_key"],
+                condition=models.Q(source_ref__isnull=False),
+                name="document_unique_item",
+            ),
             models.CheckConstraint(condition=models.Q(progress__lte=100), name="document_progress_percent"),
         ]
 

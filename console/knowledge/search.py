@@ -53,7 +53,7 @@ class SearchResult:
     chunk_id: int
     document_id: int
     document: str  # title
-    source: str
+    source: str  # where a person reads it: the document's URL when a source gave one, else its file name
     document_version: int
     heading: str
     text: str
@@ -285,7 +285,7 @@ capped AS (
       FROM scored
       JOIN knowledge_chunk c ON c.id = scored.id
 )
-SELECT c.id, d.id, d.title, d.source, d.version, c.heading, c.text,
+SELECT c.id, d.id, d.title, COALESCE(NULLIF(d.url, ''), d.source), d.version, c.heading, c.text,
        capped.score::float AS score, {similarity} AS similarity, c.ordinal, c.token_count
   FROM capped
   JOIN knowledge_chunk c ON c.id = capped.id

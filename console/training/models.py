@@ -195,6 +195,7 @@ class TrainingPair(models.Model):
         CORRECTION = "correction", "Correction"
         MANUAL = "manual", "Manual"
         IMPORT = "import", "Import"
+        SYNC = "sync", "Source sync"  # e.g. a Slack thread whose answer was accepted with ✅
 
     class Status(models.TextChoices):
         CANDIDATE = "candidate", "Candidate"

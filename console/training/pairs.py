@@ -8,8 +8,9 @@ context out) and is stale at birth when a document it cites changed since the an
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import timedelta
-from typing import TypedDict
+from typing import TYPE_CHECKING, TypedDict
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -22,6 +23,9 @@ from console.knowledge.models import Document
 from console.training.models import TrainingPair
 from ml.pii import scrub
 from ml.prompting import ContextItem
+
+if TYPE_CHECKING:
+    from console.knowledge.sources import Candidate
 
 
 class CorrectionRefused(ValueError):
@@ -181,3 +185,33 @@ def redact_document(document_id: int, texts: frozenset[str]) -> int:
         pair.redact_document(document_id, texts)
         redacted += 1
     return redacted
+
+
+def add_synced_candidates(document_id: int, candidates: Iterable[Candidate]) -> int:
+    """Pairs a source nominated (the team's accepted answers) become candidates for a curator.
+
+    Scrubbed like every pair; a question and answer already nominated are not added twice, so a
+    thread fetched again after a new reply adds nothing. They carry no stored context (training
+    retrieves it) and the access scope of the document's collection. Returns how many were added.
+    """
+    document = Document.objects.select_related("collection").filter(pk=document_id).first()
+    if document is None:
+        return 0
+    added = 0
+    for candidate in candidates:
+        fields = scrubbed_fields(candidate.question, candidate.answer, [])
+        if not fields["question"].strip() or not fields["answer"].strip():
+            continue
+        known = TrainingPair.objects.filter(
+            source=TrainingPair.Source.SYNC, question=fields["question"], answer=fields["answer"]
+        )
+        if known.exists():
+            continue
+        TrainingPair.objects.create(
+            **fields,
+            source=TrainingPair.Source.SYNC,
+            collections=[document.collection.slug],
+            restricted=bool(document.collection.allowed_scopes),
+        )
+        added += 1
+    return added

@@ -10,7 +10,7 @@ from django.dispatch import receiver
 
 from console.conversations.models import Feedback
 from console.knowledge.models import Document
-from console.knowledge.signals import document_changed, document_purged
+from console.knowledge.signals import candidates_found, document_changed, document_purged
 from console.training import pairs
 from console.training.models import TrainingRun
 
@@ -38,3 +38,8 @@ def document_purged_from_pairs(
 @receiver(post_delete, sender=Document)
 def document_deleted(sender: object, instance: Document, **kwargs: Any) -> None:
     pairs.mark_stale(instance.pk, None)
+
+
+@receiver(candidates_found)
+def source_nominated_pairs(sender: object, document_id: int, candidates: tuple, **kwargs: Any) -> None:
+    pairs.add_synced_candidates(document_id, candidates)

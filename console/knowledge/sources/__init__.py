@@ -4,6 +4,26 @@ Each kind is one module with one `Connector` subclass registered in `CONNECTORS`
 (`console/knowledge/syncing.py`) only talks to the interface in `base.py`.
 """
 
-import console.knowledge.sources.confluence  # noqa: F401
-import console.knowledge.sources.notion  # noqa: F401
-import console.knowledge.sources.slack  # noqa: F401
+# Each module registers its kind.
+from console.knowledge.sources import confluence, folder, git, notion, slack, website  # noqa: F401
+from console.knowledge.sources.base import (
+    CONNECTORS,
+    Candidate,
+    Connector,
+    Content,
+    Item,
+    ItemError,
+    OptionsError,
+    SourceError,
+)
+
+__all__ = [
+    "CONNECTORS",
+    "Candidate",
+    "Connector",
+    "Content",
+    "Item",
+    "ItemError",
+    "OptionsError",
+    "SourceError",
+]

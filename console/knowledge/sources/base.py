@@ -57,6 +57,9 @@ class Content:
     candidates: tuple[Candidate, ...] = field(default=())
     # A conditional fetch may find the item unchanged after all (304): nothing to index.
     unchanged: bool = False
+    # A version marker the fetch learnt (an ETag), stored in place of the listed one and given
+    # back as `previous_version` next time; empty: the listed version is stored.
+    version: str = ""
 
 
 class Connector:

@@ -1,7 +1,8 @@
 """python manage.py bootstrap — first-run set-up for `make run`.
 
 Creates an admin account when none exists (printing its generated password once) and loads
-the demo knowledge base from examples/ when the knowledge base is empty.
+the demo knowledge base from examples/ when the knowledge base is empty, as a folder source, so
+the admin shows a source with its schedule and sync history from the first minute.
 """
 
 from __future__ import annotations
@@ -10,12 +11,14 @@ import secrets
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.core.management import call_command
+from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand
 
-from console.knowledge.models import Document
+from console.knowledge import syncing
+from console.knowledge.models import Collection, Document, Source
 
 DEMO_COLLECTION = "demo"
+DEMO_SOURCE = "demo-handbook"
 
 
 class Command(BaseCommand):
@@ -47,7 +50,25 @@ class Command(BaseCommand):
 
     def _load_demo(self) -> None:
         demo = settings.BASE_DIR / "examples" / "knowledge"
-        if Document.objects.exists() or not demo.is_dir():
+        if Document.objects.exists() or Source.objects.exists() or not demo.is_dir():
             return
-        self.stdout.write(f"The knowledge base is empty: loading the demo documents from {demo} …")
-        call_command("ingest", str(demo), collection=DEMO_COLLECTION, sync=True, stdout=self.stdout)
+        self.stdout.write(
+            f"The knowledge base is empty: adding the demo documents in {demo} as a folder source …"
+        )
+        collection, _ = Collection.objects.get_or_create(
+            slug=DEMO_COLLECTION, defaults={"name": DEMO_COLLECTION}
+        )
+        source = Source(
+            name=DEMO_SOURCE, kind=Source.Kind.FOLDER, collection=collection, options={"path": str(demo)}
+        )
+        try:
+            source.full_clean()
+        except ValidationError as err:
+            self.stdout.write(f"The demo source was not added: {' '.join(err.messages)}")
+            return
+        source.save()
+        sync = syncing.sync_source(source.pk).sync
+        self.stdout.write(
+            f"Synced {DEMO_SOURCE}: {sync.added} documents added ({sync.get_status_display()}). It syncs again "
+            f"on its schedule ({source.schedule}); see Knowledge › Sources in the admin."
+        )

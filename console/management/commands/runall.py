@@ -1,4 +1,4 @@
-"""python manage.py runall — the web console, the RQ workers and, when configured, the bots.
+"""python manage.py runall — the web console, the RQ workers, RQ's cron scheduler and, when configured, the bots.
 
 All run as child processes under honcho's manager; Ctrl-C stops them all, and then the
 embedded PostgreSQL and Redis when those are in use.
@@ -25,6 +25,8 @@ def process_table(address: str) -> dict[str, str]:
         # The only processes that load the generator: they answer the chat questions bots queue.
         "answer": f"{manage} rqworker answer",
         "ingest": f"{manage} rqworker ingest",
+        # RQ's cron scheduler: every minute it queues the check for sources whose sync is due.
+        "cron": f"{manage} rqcron console.cron",
         # A fresh interpreter per training job: CUDA must never be initialised before a fork.
         "train": f"{manage} rqworker train --worker-class console.workers.SpawnWorker",
     }
