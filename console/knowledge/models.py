@@ -135,7 +135,18 @@ class Source(models.Model):
             Sync.Status.OK: self.Status.OK,
             Sync.Status.FLAGGED: self.Status.FLAGGED,
         }.get(Sync.Status(sync.status), self.Status.FAILED)
-        self._set(status=status, last_error=sync.error, last_synced_at=sync.finished_at, queued_at=None)
+        now = timezone.now()
+        # A sync run in-process (`sync --sync`, bootstrap) was never queued: schedule the next one here.
+        next_sync = (
+            self.next_sync_at if self.next_sync_at and self.next_sync_at > now else self.next_run_after(now)
+        )
+        self._set(
+            status=status,
+            last_error=sync.error,
+            last_synced_at=sync.finished_at,
+            queued_at=None,
+            next_sync_at=next_sync,
+        )
 
     def _set(self, **fields: Any) -> None:
         Source.objects.filter(pk=self.pk).update(**fields, updated_at=timezone.now())

@@ -8,6 +8,7 @@ import os
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.utils import timezone
 
 from console.knowledge import syncing
 from console.knowledge.models import Chunk, Document, Source, Sync
@@ -319,5 +320,9 @@ def test_bootstrap_adds_the_demo_as_a_synced_folder_source(settings):
             if p.suffix in (".md", ".txt", ".html")
         ]
     )
+    # Synced in-process, it is not due again until its schedule says so (the next full hour).
+    assert source.next_sync_at is not None and source.next_sync_at > timezone.now()
+    assert source.next_sync_at.minute == 0
+    assert syncing.due_sources() == []
     call_command("bootstrap", stdout=io.StringIO())  # a second start adds nothing
     assert Source.objects.count() == 1
