@@ -225,6 +225,7 @@ class _Parsed:
     document: Document
     title: str
     pieces: list[ChunkPiece]
+    content_hash: str  # of the bytes parsed: stored only if the document still holds them
 
 
 def index_documents(document_ids: Sequence[int], *, progress: Progress | None = None) -> list[Document]:
@@ -233,6 +234,9 @@ def index_documents(document_ids: Sequence[int], *, progress: Progress | None = 
 
     A document with bad input is marked failed with the reason and the others carry on.
     Idempotent: a document already indexed is left as it is (re-index sets it pending first).
+    A document uploaded again while this ran is left pending for the newer upload's job: the
+    chunks of the content read here are stored only if it is still the document's content, so
+    racing uploads end with the newest one indexed, whichever job finishes first.
     """
     todo = list(
         Document.objects.filter(pk__in=document_ids).exclude(status=Document.Status.INDEXED).order_by("pk")
@@ -243,7 +247,7 @@ def index_documents(document_ids: Sequence[int], *, progress: Progress | None = 
     parsed = [item for item in map(_parse_and_chunk, todo) if item]
     for item, vectors in _embedded(parsed, progress):
         try:
-            replace_chunks(item.document.pk, item.title, item.pieces, vectors)
+            replace_chunks(item.document.pk, item.title, item.pieces, vectors, content_hash=item.content_hash)
         except Exception as err:
             logger.exception("storing the chunks of document %s failed", item.document.pk)
             _fail(item.document, _unexpected(err))
@@ -284,8 +288,9 @@ def _embedded_one_by_one(parsed: list[_Parsed]) -> Iterator[tuple[_Parsed, np.nd
 def _parse_and_chunk(document: Document) -> _Parsed | None:
     """One document's chunks, or None with the document marked failed."""
     try:
+        data = _read(document)
         parsed = parse_document(
-            _parse_name(document), _read(document), max_bytes=max_upload_bytes(), limits=parse_limits()
+            _parse_name(document), data, max_bytes=max_upload_bytes(), limits=parse_limits()
         )
         pieces = chunk_document(
             parsed,
@@ -302,7 +307,7 @@ def _parse_and_chunk(document: Document) -> _Parsed | None:
         return None
     # A source's own title for an item (a wiki page's name) wins over one found in its text.
     title = (document.title if document.source_ref_id else "") or parsed.title
-    return _Parsed(document, title, pieces)
+    return _Parsed(document, title, pieces, hashlib.sha256(data).hexdigest())
 
 
 def _parse_name(document: Document) -> str:
@@ -338,8 +343,12 @@ def mark_interrupted(document_ids: Sequence[int], cause: str) -> None:
 
 
 def _fail(document: Document, reason: str) -> None:
-    logger.warning("document %s failed: %s", document.pk, reason)
-    document.fail(reason)
+    """Mark `document` failed unless it was uploaded again since it was read (`document` is the
+    row as this job loaded it): the newer content has its own job."""
+    if document.fail(reason, content_hash=document.content_hash):
+        logger.warning("document %s failed: %s", document.pk, reason)
+    else:
+        logger.info("document %s changed while indexing; its new content has its own job", document.pk)
 
 
 def _progress_reporter(document_ids: list[int], extra: Progress | None) -> Progress:
@@ -350,7 +359,9 @@ def _progress_reporter(document_ids: list[int], extra: Progress | None) -> Progr
         percent = int(done * 99 / max(total, 1))
         if percent != last["percent"]:
             last["percent"] = percent
-            Document.objects.filter(pk__in=document_ids).update(progress=percent)
+            Document.objects.filter(pk__in=document_ids).exclude(status=Document.Status.INDEXED).update(
+                progress=percent
+            )
         if extra:
             extra(done, total)
 
@@ -372,13 +383,25 @@ def embed_pieces(pieces: Sequence[ChunkPiece], progress: Progress | None = None)
     return vectors
 
 
-def replace_chunks(document_id: int, title: str, pieces: Sequence[ChunkPiece], vectors: np.ndarray) -> None:
+def replace_chunks(
+    document_id: int,
+    title: str,
+    pieces: Sequence[ChunkPiece],
+    vectors: np.ndarray,
+    *,
+    content_hash: str | None = None,
+) -> bool:
     """Swap a document's chunks for new ones in one transaction and bump its version.
 
-    Readers see the old chunks or the new ones, never a mix and never none.
+    Readers see the old chunks or the new ones, never a mix and never none. With `content_hash`
+    (of the bytes the pieces came from), nothing is stored when the document has been given other
+    content meanwhile (a newer upload or sync; its own job indexes it): False then.
     """
     with transaction.atomic():
         document = Document.objects.select_for_update().get(pk=document_id)
+        if content_hash is not None and document.content_hash not in ("", content_hash):
+            logger.info("document %s changed while indexing; its new content has its own job", document_id)
+            return False
         document.chunks.all().delete()
         Chunk.objects.bulk_create(
             Chunk(
@@ -395,6 +418,7 @@ def replace_chunks(document_id: int, title: str, pieces: Sequence[ChunkPiece], v
         _fill_search_vectors(document.pk, title)
         document.indexed(title=title, chunk_count=len(pieces))
         document_changed.send(sender=Document, document_id=document.pk, version=document.version)
+    return True
 
 
 def _fill_search_vectors(document_id: int, title: str) -> None:

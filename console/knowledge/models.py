@@ -285,12 +285,21 @@ class Document(models.Model):
             ]
         )
 
-    def fail(self, reason: str) -> None:
-        """Indexing failed: record why, for the admin; the previous chunks, if any, stay searchable."""
+    def fail(self, reason: str, *, content_hash: str | None = None) -> bool:
+        """Indexing failed: record why, for the admin; the previous chunks, if any, stay searchable.
+
+        With `content_hash`, only if the document still holds that content: a failure to index
+        an older upload must not mark a newer one failed. False when nothing was marked.
+        """
         fields = {"status": self.Status.FAILED, "error": reason, "progress": 0}
-        Document.objects.filter(pk=self.pk).update(**fields)
+        rows = Document.objects.filter(pk=self.pk)
+        if content_hash is not None:
+            rows = rows.filter(content_hash=content_hash)
+        if not rows.update(**fields):
+            return False
         for name, value in fields.items():
             setattr(self, name, value)
+        return True
 
 
 class Chunk(models.Model):
