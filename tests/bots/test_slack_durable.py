@@ -154,6 +154,8 @@ def test_sweep_requeues_a_question_whose_job_died_and_gives_up_after_the_attempt
 
     slack.mention()  # a second question, whose worker dies twice
     fake_slack.wait_for("chat.postMessage", 2)
+    # The listener records its placeholder just after posting it: wait for the row to say so.
+    assert wait_until(lambda: Question.objects.latest("pk").placeholder, timeout=10)
     second = Question.objects.latest("pk")
     Question.objects.filter(pk=second.pk).update(status="answering", attempts=2)
     answer_queue.empty()
