@@ -9,7 +9,7 @@ source is flagged and says why. One item failing fails its document alone; it is
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -119,11 +119,18 @@ def plan(source: Source, items: list[Item]) -> Plan:
     return result
 
 
-def sync_source(source_id: int, *, dry_run: bool = False, allow_prune: bool = False) -> Outcome:
+def sync_source(
+    source_id: int,
+    *,
+    dry_run: bool = False,
+    allow_prune: bool = False,
+    report: Callable[[Sync], None] | None = None,
+) -> Outcome:
     """Sync one source now, in this process; records a Sync row and the source's status.
 
     `dry_run` lists and plans but fetches, indexes and deletes nothing (and records nothing).
     `allow_prune` lets a person confirm a deletion larger than SYNC_PRUNE_MAX_SHARE.
+    `report(sync)` is called once the listing is planned and after each item fetched (a bar).
     """
     source = Source.objects.select_related("collection").get(pk=source_id)
     if dry_run:
@@ -132,7 +139,7 @@ def sync_source(source_id: int, *, dry_run: bool = False, allow_prune: bool = Fa
         if not mine:
             busy = "Another sync of this source is running; this one did nothing."
             return Outcome(Sync(source=source, status=Sync.Status.FAILED, error=busy), Plan())
-        return _run(source, dry_run=False, allow_prune=allow_prune)
+        return _run(source, dry_run=False, allow_prune=allow_prune, report=report)
 
 
 @contextmanager
@@ -150,7 +157,9 @@ def _one_sync_at_a_time(source_id: int) -> Iterator[bool]:
                 cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [_LOCK_SPACE, source_id])
 
 
-def _run(source: Source, *, dry_run: bool, allow_prune: bool) -> Outcome:
+def _run(
+    source: Source, *, dry_run: bool, allow_prune: bool, report: Callable[[Sync], None] | None = None
+) -> Outcome:
     sync = Sync(source=source)
     result = Plan()
     if not dry_run:
@@ -169,7 +178,7 @@ def _run(source: Source, *, dry_run: bool, allow_prune: bool) -> Outcome:
             unchanged=len(result.unchanged),
         )
         _follow_collection(source)
-        _take_in(source, connector, result, sync)
+        _take_in(source, connector, result, sync, report or (lambda sync: None))
         flagged = _prune(source, result, sync, allow_prune=allow_prune)
         failed = f"{sync.failed} item(s) failed: see the failed documents; they are retried at the next sync."
         problems = [text for text in (flagged, failed if sync.failed else "") if text]
@@ -222,11 +231,14 @@ def _follow_collection(source: Source) -> None:
     source.documents.exclude(collection_id=source.collection_id).update(collection_id=source.collection_id)
 
 
-def _take_in(source: Source, connector: Connector, result: Plan, sync: Sync) -> None:
+def _take_in(
+    source: Source, connector: Connector, result: Plan, sync: Sync, report: Callable[[Sync], None]
+) -> None:
     """Fetch and register new and changed items, indexing them a batch at a time."""
     work = [(item, None) for item in result.new] + list(result.changed)
     pending: list[_Pending] = []
     size = 0
+    report(sync)
     for done, (item, document) in enumerate(work, 1):
         entry = _fetch_and_register(source, connector, item, document, sync)
         if entry:
@@ -236,7 +248,9 @@ def _take_in(source: Source, connector: Connector, result: Plan, sync: Sync) -> 
             _index(pending, sync)
             pending, size = [], 0
         sync.progress(done=done)
+        report(sync)
     _index(pending, sync)
+    report(sync)
 
 
 def _fetch_and_register(

@@ -230,6 +230,12 @@ def test_add_source_creates_then_updates_and_sync_prints_a_summary(root, collect
         call_command("sync", "nope", stdout=io.StringIO())
 
 
+def test_sync_shows_a_progress_bar_over_the_items_it_fetches(source, capsys):
+    call_command("sync", source.name, "--sync", stdout=io.StringIO())
+    bar = capsys.readouterr().err
+    assert f"{source.name}:" in bar and "3/3" in bar and "added=3" in bar
+
+
 def test_due_sources_are_queued_once_and_synced_by_a_worker(
     source, ingest_queue, run_ingest_worker, django_capture_on_commit_callbacks
 ):

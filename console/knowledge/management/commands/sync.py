@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import sys
 import time
+from contextlib import contextmanager
 from typing import Any
 
 import django_rq
 from django.core.management.base import BaseCommand, CommandError
 from rq import Worker
+from tqdm import tqdm
 
 from console.knowledge import syncing
 from console.knowledge.models import Source, Sync
@@ -55,7 +58,8 @@ class Command(BaseCommand):
             self._plan(source, outcome, allow_prune=options["allow_prune"])
             return outcome.sync
         if options["sync"]:
-            return syncing.sync_source(source.pk, allow_prune=options["allow_prune"]).sync
+            with self._bar(source) as show:
+                return syncing.sync_source(source.pk, allow_prune=options["allow_prune"], report=show).sync
         if not syncing.enqueue_sync(source, allow_prune=options["allow_prune"]):
             self.stdout.write(f"{source.name}: a sync is already queued or running.")
             return None
@@ -68,13 +72,30 @@ class Command(BaseCommand):
         return self._wait(source)
 
     def _wait(self, source: Source) -> Sync:
-        while True:
-            source.refresh_from_db()
-            if source.status != Source.Status.SYNCING:
+        """Until the worker has finished the source's sync, with the bar following its counts."""
+        with self._bar(source) as show:
+            while True:
+                source.refresh_from_db()
                 latest = source.syncs.first()
-                if latest is not None:
+                if source.status != Source.Status.SYNCING and latest is not None:
                     return latest
-            time.sleep(1)
+                if latest is not None and latest.status == Sync.Status.RUNNING:
+                    show(latest)
+                time.sleep(1)
+
+    @contextmanager
+    def _bar(self, source: Source):
+        """A progress bar on stderr over the items to fetch, fed with the sync's row as it moves."""
+        with tqdm(total=0, unit="item", desc=source.name, file=sys.stderr, leave=False) as bar:
+
+            def show(sync: Sync) -> None:
+                if bar.total != sync.to_fetch:
+                    bar.reset(total=sync.to_fetch)
+                bar.n = sync.done
+                bar.set_postfix(added=sync.added, updated=sync.updated, failed=sync.failed, refresh=False)
+                bar.refresh()
+
+            yield show
 
     def _plan(self, source: Source, outcome: syncing.Outcome, *, allow_prune: bool) -> None:
         plan = outcome.plan
