@@ -122,6 +122,13 @@ def get_generator() -> generation.Generator:
         return _generator(settings.GENERATOR, settings.BASE_MODEL, settings.LLM_API_URL)
 
 
+def warm_up() -> None:
+    """Load the embedding model and the generator now, so the first question does not wait for
+    them (an answer worker at start-up). A remote generator loads nothing."""
+    embed_query("warm-up")
+    get_generator()
+
+
 def generation_config() -> generation.GenerationConfig:
     return generation.GenerationConfig(
         max_new_tokens=settings.GENERATION_MAX_NEW_TOKENS,

@@ -258,6 +258,51 @@ def test_an_answer_worker_killed_mid_generation_is_answered_once_after(
     assert len(fake_slack.calls_to("chat.postMessage")) == 1  # the placeholder, reused
 
 
+@pytest.mark.slow
+def test_a_killed_answer_worker_is_replaced_and_its_question_answered_once_at_once(
+    slack, fake_slack, settings, answer_queue, use_tiny_llm
+):
+    """`runall`'s answer worker (console.workers.AnswerWorker) answers in its own process, so a
+    SIGKILL takes the whole worker; the one started in its place finds it dead and the question
+    is answered again straight away, not when the dead worker's heartbeat runs out (ANSWER_JOB_TIMEOUT
+    plus a minute)."""
+    env = dict(
+        os.environ,
+        DATABASE_URL=database_url_for_tests(),
+        REDIS_URL=settings.REDIS_URL,
+        BASE_MODEL=str(use_tiny_llm),
+        GENERATOR="local",
+        GENERATION_MAX_NEW_TOKENS="3000",  # seconds of generation: killed in the middle
+        GENERATION_REPETITION_PENALTY="1.0",
+        SLACK_BOT_TOKEN="xoxb-test-token",
+        SLACK_API_URL=fake_slack.url,
+    )
+    command = [sys.executable, str(settings.BASE_DIR / "manage.py"), "rqworker", "answer"]
+    command += ["--worker-class", "console.workers.AnswerWorker"]
+    slack.mention()
+    question = Question.objects.get()
+    first = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        assert wait_until(lambda: Question.objects.get().status == "answering", timeout=120)
+        assert psutil.Process(first.pid).children() == [], "the job runs in the worker's own process"
+        time.sleep(1.0)
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=30)
+    finally:
+        first.kill()
+    env["GENERATION_MAX_NEW_TOKENS"] = "8"
+    second = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        assert wait_until(lambda: Question.objects.get().status == "answered", timeout=120)
+    finally:
+        second.terminate()
+        second.wait(timeout=60)
+    question.refresh_from_db()
+    assert question.attempts == 2
+    assert len(updates_with_answers(fake_slack)) == 1 and Answer.objects.count() == 1
+    assert len(fake_slack.calls_to("chat.postMessage")) == 1  # the placeholder, reused
+
+
 def test_listener_and_worker_racing_for_the_placeholder_leave_one(slack, fake_slack, answer_queue):
     from bots.slack.replies import ensure_placeholder, web_client
 

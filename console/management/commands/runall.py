@@ -23,7 +23,7 @@ def process_table(address: str) -> dict[str, str]:
     processes = {
         "web": f"{manage} runserver {address} --noreload",
         # The only processes that load the generator: they answer the chat questions bots queue.
-        "answer": f"{manage} rqworker answer",
+        "answer": f"{manage} rqworker answer --worker-class console.workers.AnswerWorker",
         "ingest": f"{manage} rqworker ingest",
         # RQ's cron scheduler: every minute it queues the check for sources whose sync is due.
         "cron": f"{manage} rqcron console.cron",
