@@ -305,7 +305,7 @@ def _follow_up(answer_id: int, user_id: int, values: dict[str, str]) -> str:
 
 
 class Answering(commands.Cog):
-    """The commands and listeners: questions in, answers out, votes recorded."""
+    """The commands and listeners: questions written down for the answer workers, votes recorded."""
 
     def __init__(self, bot: commands.Bot) -> None:
         self.bot = bot

@@ -134,8 +134,8 @@ def retry_after(response: httpx.Response) -> float:
     said = body.get("retry_after") if isinstance(body, dict) else None
     for value in (said, response.headers.get("Retry-After")):
         try:
-            return max(float(value), 0.0)
-        except (TypeError, ValueError):
+            return max(float(str(value)), 0.0)
+        except ValueError:  # absent ("None") or not a number
             continue
     return 1.0
 

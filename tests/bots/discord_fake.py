@@ -157,6 +157,13 @@ class FakeDiscord:
         self.messages[message_id] = message
         return message
 
+    def deferred(self, token: str) -> str:
+        """The "thinking…" response a gateway's defer leaves for interaction `token`; its id."""
+        with self._lock:
+            message = self.message({"flags": 128})  # LOADING
+            self.originals[token] = message["id"]
+        return message["id"]
+
     def interaction(
         self,
         kind: int,

@@ -398,18 +398,6 @@ def test_sources_are_links_for_urls_and_titles_otherwise():
 # --- interactions through discord.py's objects and a fake Discord API ----------------------------------
 
 
-@pytest.fixture
-def fake_discord(settings, monkeypatch):
-    """FakeDiscord for both sides: the gateway's discord.py routes and the answer worker's
-    DISCORD_API_URL, with the bot token both use."""
-    fake = FakeDiscord()
-    monkeypatch.setattr(discord.http.Route, "BASE", fake.url)
-    settings.DISCORD_API_URL = fake.url
-    settings.DISCORD_TOKEN = TOKEN
-    yield fake
-    fake.close()
-
-
 @contextlib.asynccontextmanager
 async def started_bot():
     """An AnswerBot through its real start-up (login, setup_hook); events are then fed to its state."""
