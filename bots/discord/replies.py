@@ -74,7 +74,7 @@ class DiscordAPI:
         self.client = httpx.Client(
             base_url=base_url.rstrip("/") + "/",
             timeout=timeout,
-            headers={"User-Agent": "DiscordBot (https://github.com/answerbot, 1.0)"},
+            headers={"User-Agent": "DiscordBot (answerbot, 1.0)"},  # the form Discord asks for
         )
 
     def request(
