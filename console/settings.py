@@ -356,6 +356,8 @@ SLACK_SIGNING_SECRET = os.environ.get("SLACK_SIGNING_SECRET", "")
 SLACK_APP_TOKEN = os.environ.get("SLACK_APP_TOKEN", "")
 SLACK_API_URL = os.environ.get("SLACK_API_URL") or "https://slack.com/api/"
 DISCORD_TOKEN = os.environ.get("DISCORD_TOKEN", "")
+# Discord's REST API, which answer workers reply through (tests point it at a local fake).
+DISCORD_API_URL = (os.environ.get("DISCORD_API_URL") or "https://discord.com/api/v10").rstrip("/")
 # Servers (guild ids) the bot answers in; empty: none. DMs only from members of one of them.
 DISCORD_ALLOWED_GUILDS = env_ids("DISCORD_ALLOWED_GUILDS")
 

@@ -1,4 +1,10 @@
-"""The Discord bot: `/ask`, `!ask` and @mentions answered by console.conversations.answering; 👍/👎 recorded as Feedback.
+"""The Discord gateway: `/ask`, `!ask`, mentions and DMs written down as questions; 👍/👎 recorded as Feedback.
+
+A question is written down and queued (console.conversations.questions.take, event id
+`interaction:<id>` or `message:<id>`) and an answer worker (`rqworker answer`) answers it and
+replies over Discord's REST API (bots/discord/replies.py). So the gateway never loads the model,
+and a restart of it loses no question. /ask is deferred first (Discord wants a response within
+3 s; the worker then edits that response); when the question cannot be taken, the asker is told.
 
 It answers only in the servers listed in DISCORD_ALLOWED_GUILDS, and in direct messages only to
 members of one of them; a server it was added to but not allowed gets a warning in the log and
@@ -6,24 +12,23 @@ no answers. A 👎 button opens a form asking what was wrong and, optionally, fo
 (a candidate correction pair); its custom id carries the answer, so a form sent before a restart
 is still received after it.
 
-A thin adapter. Everything that touches the database or the model runs in a worker thread
-(`_off_loop`), never on the event loop, so the gateway heartbeat keeps going while a small
-model thinks for seconds. Channel ids are recorded as the answering service expects: platform
-"discord", channel = the channel (a thread's parent channel), workspace = the guild, thread =
-the Discord thread, if any; so collection scopes `discord:<channel or guild id>` apply.
+A thin adapter. Everything that touches the database or Redis runs in a worker thread
+(`_off_loop`), never on the event loop, so the gateway heartbeat keeps going. Channel ids are
+recorded as the answering service expects: platform "discord", channel = the channel (a thread's
+parent channel), workspace = the guild, thread = the Discord thread, if any; so collection scopes
+`discord:<channel or guild id>` apply.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import random
 import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import aiohttp
 import discord
@@ -33,20 +38,18 @@ from django.conf import settings
 from django.core.exceptions import ObjectDoesNotExist
 from django.db import close_old_connections
 
-from bots.discord.format import answer_messages, strip_mention, vote_value
+from bots.discord.format import asked_line, strip_mention, vote_custom_id, vote_value
 from bots.text import clean_question
-from console.conversations.answering import ChannelDisabled, answer
-from console.conversations.models import Feedback
-from console.conversations.threads import answer_for_message, attach_message, thread_history
+from console.conversations import questions
+from console.conversations.answering import ChannelDisabled
+from console.conversations.models import Feedback, Question
+from console.conversations.threads import answer_for_message
 from console.conversations.votes import (
     CorrectionRefused,
     record_feedback,
     record_follow_up,
     withdraw_feedback,
 )
-
-if TYPE_CHECKING:
-    from console.conversations.models import Answer
 
 logger = logging.getLogger(__name__)
 
@@ -154,17 +157,28 @@ async def _off_loop(function: Callable[..., Any], *args: Any, **kwargs: Any) -> 
     return await asyncio.to_thread(call)
 
 
-def _ask(question: str, place: Where, user_id: int) -> Answer:
-    history = thread_history(PLATFORM, place.channel, place.thread)
-    return answer(
-        question,
-        platform=PLATFORM,
+def _take(event_id: str, place: Where, user_id: int, text: str, note: str, **fields: Any) -> Question | None:
+    """Write the question down and queue it for an answer worker (None: a redelivery of one
+    already taken). Raises ChannelDisabled, or questions.NotTaken with words for the asker."""
+    return questions.take(
+        PLATFORM,
+        event_id,
+        user=str(user_id),
         channel=place.channel,
         workspace=place.workspace,
         thread=place.thread,
-        user=str(user_id),
-        history=history,
+        text=text,
+        note=note,
+        **fields,
     )
+
+
+async def _typing(channel: discord.abc.Messageable) -> None:
+    """Show the bot typing for a few seconds (the answer worker shows it again when it starts)."""
+    try:
+        await channel.typing()
+    except discord.HTTPException as error:
+        logger.info("discord: no typing indicator (%s)", error)
 
 
 def _answer_id_for_message(place: Where, message_id: int) -> int | None:
@@ -186,8 +200,8 @@ class VoteButton(
 ):
     """A 👍 or 👎 button whose custom id carries the answer id, so it works on any answer, any time.
 
-    Registered with `add_dynamic_items` at start-up: buttons on answers given before a restart
-    keep working.
+    Registered with `add_dynamic_items` at start-up, it handles the clicks on the buttons answer
+    workers post (format.vote_components), before and after a restart.
     """
 
     def __init__(self, answer_id: int, value: int) -> None:
@@ -197,7 +211,7 @@ class VoteButton(
             discord.ui.Button(
                 style=discord.ButtonStyle.secondary,
                 emoji="👍" if value > 0 else "👎",
-                custom_id=f"answerbot:vote:{value:+d}:{answer_id}",
+                custom_id=vote_custom_id(answer_id, value),
             )
         )
 
@@ -290,29 +304,8 @@ def _follow_up(answer_id: int, user_id: int, values: dict[str, str]) -> str:
     return CORRECTION_THANKS if better.strip() else FOLLOW_UP_THANKS
 
 
-def vote_view(answer_id: int) -> discord.ui.View:
-    view = discord.ui.View(timeout=None)
-    view.add_item(VoteButton(answer_id, 1))
-    view.add_item(VoteButton(answer_id, -1))
-    return view
-
-
-async def deliver(
-    reply: Answer, send_first: Callable[..., Any], send_rest: Callable[..., Any], *, note: str = ""
-) -> None:
-    """Send an answer in pieces within Discord's limit, the last one with the vote buttons, and
-    remember that last message so reactions on it find the answer."""
-    messages = answer_messages(reply.text, reply.sources, note=note)
-    sent = None
-    for number, content in enumerate(messages, 1):
-        extra = {"view": vote_view(reply.pk)} if number == len(messages) else {}
-        sent = await (send_first if number == 1 else send_rest)(content, suppress_embeds=True, **extra)
-    if sent is not None:  # answer_messages always gives at least one piece
-        await _off_loop(attach_message, reply, str(sent.id))
-
-
 class Answering(commands.Cog):
-    """The commands and listeners: questions in, answers out, votes recorded."""
+    """The commands and listeners: questions written down for the answer workers, votes recorded."""
 
     def __init__(self, bot: commands.Bot) -> None:
         self.bot = bot
@@ -328,20 +321,31 @@ class Answering(commands.Cog):
             logger.info("discord /ask refused: server %s is not allowed", interaction.guild_id or "(DM)")
             await interaction.response.send_message(NOT_ALLOWED, ephemeral=True)
             return
-        await interaction.response.defer(thinking=True)  # Discord wants a response within 3 s
         question, note = clean_question(question, settings.QUESTION_MAX_CHARS)
+        if not question:
+            await interaction.response.send_message(USAGE, ephemeral=True)
+            return
+        # Deferred before the question is queued, so the worker always finds a response to edit.
+        await interaction.response.defer(thinking=True)
         place = where(interaction.channel, interaction.channel_id, interaction.guild_id)
         try:
-            reply = await _off_loop(_ask, question, place, interaction.user.id)
+            await _off_loop(
+                _take,
+                f"interaction:{interaction.id}",
+                place,
+                interaction.user.id,
+                question,
+                note,
+                interaction=f"{interaction.application_id}:{interaction.token}",
+                asked=asked_line(interaction.user.id, question),
+            )
         except ChannelDisabled:
             await interaction.followup.send(SWITCHED_OFF, ephemeral=True)
-            return
+        except questions.NotTaken as refused:
+            await interaction.followup.send(str(refused), ephemeral=True)
         except Exception:
-            logger.exception("discord /ask failed in %s", place)
+            logger.exception("discord /ask not taken in %s", place)
             await interaction.followup.send(FAILED, ephemeral=True)
-            return
-        follow_up = functools.partial(interaction.followup.send, wait=True)
-        await deliver(reply, follow_up, follow_up, note=note)
 
     @commands.Cog.listener()
     async def on_message(self, message: discord.Message) -> None:
@@ -357,10 +361,11 @@ class Answering(commands.Cog):
         await self.answer_message(message, strip_mention(message.content, me.id))
 
     async def answer_message(self, message: discord.Message, question: str) -> None:
-        """Answer in a reply to `message`; the last piece carries the sources and the vote buttons.
+        """Write `message`'s question down for an answer worker, which replies to it; the asker
+        sees the bot typing meanwhile.
 
         Not in a server that is not allowed (silently: the log warned at start-up); a DM from someone
-        in no allowed server is told so.
+        in no allowed server is told so, and so is anyone whose question could not be taken.
         """
         guild_id = message.guild.id if message.guild else None
         if not await may_answer(self.bot, guild_id, message.author.id):
@@ -372,19 +377,29 @@ class Answering(commands.Cog):
         if not question:
             await message.reply(USAGE, mention_author=False)
             return
-        place = where(message.channel, message.channel.id, message.guild.id if message.guild else None)
+        place = where(message.channel, message.channel.id, guild_id)
         try:
-            async with message.channel.typing():
-                reply = await _off_loop(_ask, question, place, message.author.id)
+            taken = await _off_loop(
+                _take,
+                f"message:{message.id}",
+                place,
+                message.author.id,
+                question,
+                note,
+                reply_to=str(message.id),
+            )
         except ChannelDisabled:
             logger.info("discord question ignored: switched off in %s", place)
             return
+        except questions.NotTaken as refused:
+            await message.reply(str(refused), mention_author=False)
+            return
         except Exception:
-            logger.exception("discord question failed in %s", place)
+            logger.exception("discord question not taken in %s", place)
             await message.reply(FAILED, mention_author=False)
             return
-        reply_to = functools.partial(message.reply, mention_author=False)
-        await deliver(reply, reply_to, message.channel.send, note=note)
+        if taken is not None:
+            await _typing(message.channel)
 
     @commands.Cog.listener()
     async def on_interaction(self, interaction: discord.Interaction) -> None:

@@ -13,6 +13,7 @@ from console.conversations.models import SourceRef
 
 MESSAGE_LIMIT = 2000  # Discord rejects longer message content
 VOTE_EMOJI = {"👍": 1, "👎": -1}
+ASKED_CHARS = 300  # of the question, quoted above an /ask answer that had to go to the channel
 _EMOJI_MODIFIERS = re.compile("[\U0001f3fb-\U0001f3ff\ufe0f]")  # skin tones, emoji presentation
 _MENTION = re.compile(r"<@!?(\d+)>")
 
@@ -64,8 +65,42 @@ def split_message(text: str, limit: int = MESSAGE_LIMIT) -> list[str]:
     return split_text(text, limit)
 
 
-def answer_messages(text: str, sources: Iterable[SourceRef], *, note: str = "") -> list[str]:
-    """The messages that carry one answer: the note for the asker (their question was cut) in
-    italics, the text, then its sources, each within Discord's limit."""
+def answer_messages(text: str, sources: Iterable[SourceRef], *, note: str = "", asked: str = "") -> list[str]:
+    """The messages that carry one answer: the line quoting the question (`asked`), the note for
+    the asker (their question was cut) in italics, the text, then its sources, each within
+    Discord's limit."""
     rendered = render_answer(text, sources)
-    return split_message(f"*{note}*\n\n{rendered}" if note else rendered)
+    if note:
+        rendered = f"*{note}*\n\n{rendered}"
+    return split_message(f"{asked}\n\n{rendered}" if asked else rendered)
+
+
+def asked_line(user_id: int, question: str) -> str:
+    """The line `<@user> asked: …`, quoting the start of the question (replies parse no mentions,
+    so nobody is pinged)."""
+    quoted = " ".join(question.split())
+    if len(quoted) > ASKED_CHARS:
+        quoted = quoted[: ASKED_CHARS - 1].rstrip() + "…"
+    return f"<@{user_id}> asked: {quoted}"
+
+
+def vote_custom_id(answer_id: int, value: int) -> str:
+    """The custom id of a 👍 (+1) or 👎 (-1) button: the gateway's VoteButton matches it, so a
+    button works whichever process posted it, before or after a restart."""
+    return f"answerbot:vote:{value:+d}:{answer_id}"
+
+
+def vote_components(answer_id: int) -> list[dict]:
+    """The 👍/👎 buttons as Discord's component JSON (one action row of two secondary buttons), for
+    answers sent over the REST API; the same as the gateway's `vote_view(answer_id)`."""
+    buttons = [
+        {
+            "type": 2,  # button
+            "style": 2,  # secondary
+            "disabled": False,
+            "custom_id": vote_custom_id(answer_id, value),
+            "emoji": {"id": None, "name": emoji},
+        }
+        for emoji, value in VOTE_EMOJI.items()
+    ]
+    return [{"type": 1, "components": buttons}]  # an action row

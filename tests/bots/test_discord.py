@@ -1,10 +1,12 @@
-"""The Discord bot against the real discord.py: dpytest for messages, a fake Discord API for interactions.
+"""The Discord gateway against the real discord.py: dpytest for messages, a fake Discord API for interactions.
 
 `!ask`, mentions and reactions go through dpytest, which swaps discord.py's HTTP client and gateway
 state for an in-memory Discord. The slash command and the vote buttons go the way Discord delivers
 them: an INTERACTION_CREATE payload parsed by discord.py's own ConnectionState, with every REST call
-(login, command sync, interaction callback, follow-up webhook) sent over HTTP to `FakeDiscord`, a
-small local server that answers with Discord's JSON shapes and records each call.
+(login, command sync, interaction callback, follow-up webhook) sent over HTTP to `FakeDiscord`
+(tests/bots/discord_fake.py), a small local server that answers with Discord's JSON shapes and
+records each call. Questions are answered by a real RQ worker, which replies to the same fake
+over DISCORD_API_URL (bots/discord/replies.py; more in test_discord_durable.py).
 
 The bot works in worker threads, each with its own database connection, hence `transactional_db`.
 """
@@ -13,17 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
-import json
-import re
 import socket
 from dataclasses import dataclass
-from typing import Any
 
 import discord
 import discord.ext.test as dpytest
 import pytest
-from aiohttp import web
 from discord.ext.test import factories
 from django.conf import settings
 from django.core.management import call_command, get_commands
@@ -40,22 +37,24 @@ from bots.discord.format import (
     strip_mention,
     vote_value,
 )
-from console.conversations.models import Answer, ChannelSettings, Feedback
+from console.conversations.models import Answer, ChannelSettings, Feedback, Question
 from console.conversations.pseudonyms import hash_id
 from console.training.models import TrainingPair
+from tests.bots.discord_fake import (
+    APP_ID,
+    CHANNEL_ID,
+    GUILD_ID,
+    OTHER_USER_ID,
+    TOKEN,
+    USER_ID,
+    FakeDiscord,
+)
 from tests.knowledge.conftest import ONCALL_MD
 
 pytestmark = pytest.mark.usefixtures("transactional_db")
 
 QUESTION = "How quickly must the on-call engineer acknowledge a PagerDuty page?"
 WIKI_URL = "https://wiki.example.com/oncall.md"
-GUILD_ID, CHANNEL_ID, USER_ID, OTHER_USER_ID = (
-    900000000000000001,
-    900000000000000002,
-    900000000000000003,
-    900000000000000004,
-)
-APP_ID, BOT_ID = 910000000000000001, 910000000000000002
 WAIT_S = 30.0
 
 
@@ -127,59 +126,94 @@ def sent_messages() -> list[discord.Message]:
     return messages
 
 
+@dataclass(frozen=True)
+class Posted:
+    """A message the bot posted, as a reaction payload names it."""
+
+    id: int
+    channel_id: int
+    guild_id: int
+    author_id: int
+
+
 def reaction(
-    message: discord.Message, user_id: int, emoji: str, member: dict | None = None, *, removed: bool = False
+    message: Posted, user_id: int, emoji: str, member: dict | None = None, *, removed: bool = False
 ) -> dict:
     """A MESSAGE_REACTION_ADD gateway payload as Discord sends it; `removed`: a MESSAGE_REACTION_REMOVE,
     which carries no member and no message author."""
     data = {
         "user_id": str(user_id),
-        "channel_id": str(message.channel.id),
+        "channel_id": str(message.channel_id),
         "message_id": str(message.id),
-        "guild_id": str(message.guild.id),
+        "guild_id": str(message.guild_id),
         "emoji": {"id": None, "name": emoji},
         "burst": False,
         "type": 0,
     }
     if not removed:
-        data.update(message_author_id=str(message.author.id), burst_colors=[])
+        data.update(message_author_id=str(message.author_id), burst_colors=[])
     if member is not None:
         data["member"] = member
     return data
 
 
-def test_ask_command_replies_with_answer_and_linked_sources(use_tiny_llm, handbook):
+def replies_in(fake: FakeDiscord, channel_id: int) -> list:
+    """The answer worker's messages posted in a channel, oldest first."""
+    return fake.calls_to("POST", rf"/channels/{channel_id}/messages")
+
+
+def test_ask_command_is_written_down_then_answered_in_a_reply_with_linked_sources(
+    use_tiny_llm, handbook, fake_discord, run_answer_worker
+):
     async def scenario():
         async with dpytest_bot():
             config = dpytest.get_config()
-            await dpytest.message(f"!ask {QUESTION}")
-            return sent_messages(), config.channels[0], config.guilds[0]
+            asked = await dpytest.message(f"!ask {QUESTION}")
+            return sent_messages(), asked, config.channels[0], config.guilds[0]
 
-    sent, channel, guild = asyncio.run(scenario())
+    sent, asked, channel, guild = asyncio.run(scenario())
+    assert sent == []  # the gateway answers nothing itself
+    question = Question.objects.get()
+    assert (question.event_id, question.reply_to) == (f"message:{asked.id}", str(asked.id))
+    assert (question.channel, question.workspace, question.status) == (
+        str(channel.id),
+        str(guild.id),
+        "pending",
+    )
+    assert not Answer.objects.exists()
+
+    run_answer_worker()
+    [reply] = replies_in(fake_discord, channel.id)
     answer = Answer.objects.get()
     assert (answer.platform, answer.channel, answer.workspace) == ("discord", str(channel.id), str(guild.id))
     assert answer.question == QUESTION and answer.covered
-    assert len(sent) == 1 and shown(answer) in sent[0].content
-    assert f"[{answer.sources[0]['document']}]({WIKI_URL})" in sent[0].content
-    assert answer.message_id == str(sent[0].id)
+    assert shown(answer) in reply.json["content"]
+    assert f"[{answer.sources[0]['document']}]({WIKI_URL})" in reply.json["content"]
+    assert reply.json["message_reference"]["message_id"] == str(asked.id)
+    assert answer.message_id == reply.response["id"]
     assert answer.asker == hash_id("discord", str(dpytest.get_config().members[0].id))
 
 
-def test_long_question_is_cut_and_the_asker_told(use_tiny_llm, handbook, settings):
+def test_long_question_is_cut_and_the_asker_told(
+    use_tiny_llm, handbook, settings, fake_discord, run_answer_worker
+):
     settings.QUESTION_MAX_CHARS = 80
 
     async def scenario():
         async with dpytest_bot():
             await dpytest.message(f"!ask {QUESTION} " + "more words " * 300)
-            return sent_messages()
+            return dpytest.get_config().channels[0]
 
-    sent = asyncio.run(scenario())
-    answer = Answer.objects.get()
-    assert len(answer.question) <= 80 and answer.question.startswith(QUESTION)
-    assert sent[0].content.startswith("*Your question was longer than 80 characters")
+    channel = asyncio.run(scenario())
+    question = Question.objects.get()
+    assert len(question.text) <= 80 and question.text.startswith(QUESTION)
+    run_answer_worker()
+    assert Answer.objects.get().question == question.text
+    [reply] = replies_in(fake_discord, channel.id)
+    assert reply.json["content"].startswith("*Your question was longer than 80 characters")
 
 
-def test_mention_is_answered_and_bots_are_ignored(use_tiny_llm, handbook):
+def test_mention_is_taken_and_bots_are_ignored(use_tiny_llm, handbook):
     async def scenario():
         async with dpytest_bot() as bot:
             config = dpytest.get_config()
@@ -194,13 +228,13 @@ def test_mention_is_answered_and_bots_are_ignored(use_tiny_llm, handbook):
             return first, sent_messages()
 
     first, later = asyncio.run(scenario())
-    answer = Answer.objects.get()
-    assert answer.question == QUESTION
-    assert len(first) == 1 and shown(answer) in first[0].content and WIKI_URL in first[0].content
+    assert first == [] and Question.objects.get().text == QUESTION  # only the person's question
     assert [m.content for m in later] == [discord_bot.USAGE]  # the empty mention; nothing for the bot
 
 
-def test_direct_message_is_answered_without_a_mention(use_tiny_llm, handbook):
+def test_direct_message_is_answered_without_a_mention(
+    use_tiny_llm, handbook, fake_discord, run_answer_worker
+):
     async def scenario():
         async with dpytest_bot():
             member = dpytest.get_config().members[0]
@@ -209,14 +243,15 @@ def test_direct_message_is_answered_without_a_mention(use_tiny_llm, handbook):
             return sent_messages(), direct
 
     sent, direct = asyncio.run(scenario())
+    assert sent == []
+    run_answer_worker()
     answer = Answer.objects.get()
     assert (answer.channel, answer.workspace) == (str(direct.id), "")
-    assert len(sent) == 1 and shown(answer) in sent[0].content
+    [reply] = replies_in(fake_discord, direct.id)
+    assert shown(answer) in reply.json["content"]
 
 
-def test_a_server_that_is_not_allowed_gets_a_warning_in_the_log_and_no_answers(
-    use_tiny_llm, handbook, caplog
-):
+def test_a_server_that_is_not_allowed_gets_a_warning_in_the_log_and_no_answers(caplog):
     async def scenario():
         async with dpytest_bot(allow_its_guild=False) as bot:
             guild = dpytest.get_config().guilds[0]
@@ -227,12 +262,12 @@ def test_a_server_that_is_not_allowed_gets_a_warning_in_the_log_and_no_answers(
             return guild, sent_messages()
 
     guild, sent = asyncio.run(scenario())
-    assert sent == [] and not Answer.objects.exists()
+    assert sent == [] and not Question.objects.exists()
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert sum(str(guild.id) in w and "not in DISCORD_ALLOWED_GUILDS" in w for w in warnings) == 2
 
 
-def test_direct_messages_only_from_members_of_an_allowed_server(use_tiny_llm, handbook):
+def test_direct_messages_only_from_members_of_an_allowed_server():
     async def scenario():
         async with dpytest_bot(allow_its_guild=False):  # the member's only server is not allowed
             member = dpytest.get_config().members[0]
@@ -241,10 +276,10 @@ def test_direct_messages_only_from_members_of_an_allowed_server(use_tiny_llm, ha
             return sent_messages()
 
     assert [m.content for m in asyncio.run(scenario())] == [discord_bot.NOT_ALLOWED]
-    assert not Answer.objects.exists()
+    assert not Question.objects.exists()
 
 
-def test_an_empty_allow_list_answers_nowhere_and_says_so_at_start_up(use_tiny_llm, handbook, caplog):
+def test_an_empty_allow_list_answers_nowhere_and_says_so_at_start_up(caplog):
     settings.DISCORD_ALLOWED_GUILDS = frozenset()
 
     async def scenario():
@@ -253,11 +288,11 @@ def test_an_empty_allow_list_answers_nowhere_and_says_so_at_start_up(use_tiny_ll
             await dpytest.message(f"!ask {QUESTION}")
             return sent_messages()
 
-    assert asyncio.run(scenario()) == [] and not Answer.objects.exists()
+    assert asyncio.run(scenario()) == [] and not Question.objects.exists()
     assert any("DISCORD_ALLOWED_GUILDS is empty" in r.getMessage() for r in caplog.records)
 
 
-def test_switched_off_channel_gets_no_answer(use_tiny_llm, handbook):
+def test_switched_off_channel_gets_no_answer(answer_queue):
     async def scenario():
         async with dpytest_bot():
             channel = dpytest.get_config().channels[0]
@@ -268,15 +303,32 @@ def test_switched_off_channel_gets_no_answer(use_tiny_llm, handbook):
             return sent_messages()
 
     assert asyncio.run(scenario()) == []
-    assert not Answer.objects.exists()
+    assert not Question.objects.exists() and answer_queue.count == 0
 
 
-def test_reactions_on_answers_are_votes_one_per_person_and_bots_ignored(use_tiny_llm, handbook):
+async def posted_answer(bot: discord.Client) -> Posted:
+    """An answer the worker posted in dpytest's channel (the row it left behind), as a message."""
+    config = dpytest.get_config()
+    channel, guild = config.channels[0], config.guilds[0]
+    message_id = 930000000000000001
+    await discord_bot._off_loop(
+        Answer.objects.create,
+        platform="discord",
+        channel=str(channel.id),
+        workspace=str(guild.id),
+        question=QUESTION,
+        text="Within 5 minutes.",
+        mode="rag",
+        message_id=str(message_id),
+    )
+    return Posted(message_id, channel.id, guild.id, bot.user.id)
+
+
+def test_reactions_on_answers_are_votes_one_per_person_and_bots_ignored():
     async def scenario():
         async with dpytest_bot() as bot:
             config = dpytest.get_config()
-            await dpytest.message(f"!ask {QUESTION}")
-            [reply] = sent_messages()
+            reply = await posted_answer(bot)
             member = factories.dict_from_member(config.members[0])
             robot = {**member, "user": {**member["user"], "id": str(OTHER_USER_ID), "bot": True}}
             state = bot._connection
@@ -296,12 +348,11 @@ def test_reactions_on_answers_are_votes_one_per_person_and_bots_ignored(use_tiny
     assert list(Feedback.objects.values_list("voter", "value", "platform")) == [(voter, -1, "discord")]
 
 
-def test_removing_a_reaction_takes_that_vote_back(use_tiny_llm, handbook):
+def test_removing_a_reaction_takes_that_vote_back():
     async def scenario():
         async with dpytest_bot() as bot:
             config = dpytest.get_config()
-            await dpytest.message(f"!ask {QUESTION}")
-            [reply] = sent_messages()
+            reply = await posted_answer(bot)
             member = factories.dict_from_member(config.members[0])
             state = bot._connection
             state.parse_message_reaction_add(reaction(reply, config.members[0].id, "👍", member))
@@ -319,26 +370,6 @@ def test_removing_a_reaction_takes_that_vote_back(use_tiny_llm, handbook):
     voted, kept = asyncio.run(scenario())
     assert voted == [1] and kept == [1]  # removing a 👎 she never cast leaves her 👍
     assert not Feedback.objects.exists()
-
-
-def test_long_answer_is_split_into_messages_within_the_limit(db, monkeypatch):
-    long_text = " ".join(f"Step {n}: restart the paging service and check the dashboard." for n in range(90))
-    sources = [{"document": "On-call rotation", "source": WIKI_URL}]
-    row = Answer.objects.create(
-        platform="discord", question=QUESTION, text=long_text, mode="rag", sources=sources
-    )
-    monkeypatch.setattr(discord_bot, "_ask", lambda question, place, user_id: row)
-
-    async def scenario():
-        async with dpytest_bot():
-            await dpytest.message(f"!ask {QUESTION}")
-            return sent_messages()
-
-    sent = asyncio.run(scenario())
-    assert len(sent) >= 3 and all(len(m.content) <= MESSAGE_LIMIT for m in sent)
-    assert " ".join(m.content for m in sent).startswith(long_text[:500])
-    assert WIKI_URL in sent[-1].content
-    assert Answer.objects.get().message_id == str(sent[-1].id)
 
 
 # --- pure formatting ----------------------------------------------------------------------------------
@@ -367,213 +398,12 @@ def test_sources_are_links_for_urls_and_titles_otherwise():
 # --- interactions through discord.py's objects and a fake Discord API ----------------------------------
 
 
-def respond(data: Any, status: int = 200) -> web.Response:
-    # discord.py decodes a body only when Content-Type is exactly application/json, as Discord sends it
-    return web.Response(body=json.dumps(data).encode(), status=status, content_type="application/json")
-
-
-@dataclass
-class Call:
-    method: str
-    path: str
-    query: dict[str, str]
-    json: Any
-
-
-class FakeDiscord:
-    """Discord's REST API on localhost: answers with Discord's JSON shapes and records every call."""
-
-    def __init__(self) -> None:
-        self.calls: list[Call] = []
-        self.messages: dict[str, dict] = {}
-        self.ids = itertools.count(920000000000000001)
-        self.reject_token = False
-        self.runner: web.AppRunner | None = None
-
-    async def start(self) -> str:
-        app = web.Application()
-        app.router.add_route("*", "/api/v10/{tail:.*}", self.handle)
-        self.runner = web.AppRunner(app)
-        await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
-        await site.start()
-        return f"http://127.0.0.1:{self.runner.addresses[0][1]}/api/v10"
-
-    async def stop(self) -> None:
-        await self.runner.cleanup()
-
-    def snowflake(self) -> str:
-        return str(next(self.ids))
-
-    @staticmethod
-    def user(user_id: int, name: str, bot: bool = False) -> dict:
-        return {
-            "id": str(user_id),
-            "username": name,
-            "discriminator": "0",
-            "global_name": None,
-            "avatar": None,
-            "bot": bot,
-        }
-
-    def message(self, body: dict, message_id: str | None = None) -> dict:
-        message = {
-            "id": message_id or self.snowflake(),
-            "channel_id": str(CHANNEL_ID),
-            "author": self.user(BOT_ID, "answerbot", bot=True),
-            "content": body.get("content") or "",
-            "timestamp": "2026-01-01T00:00:00+00:00",
-            "edited_timestamp": None,
-            "tts": False,
-            "mention_everyone": False,
-            "mentions": [],
-            "mention_roles": [],
-            "attachments": [],
-            "embeds": [],
-            "pinned": False,
-            "type": 0,
-            "flags": body.get("flags") or 0,
-            "components": body.get("components") or [],
-            "webhook_id": str(APP_ID),
-            "application_id": str(APP_ID),
-        }
-        self.messages[message["id"]] = message
-        return message
-
-    async def handle(self, request: web.Request) -> web.Response:
-        path = "/" + request.match_info["tail"]
-        body = await request.json() if request.body_exists else None
-        self.calls.append(Call(request.method, path, dict(request.query), body))
-        route = f"{request.method} {path}"
-        if route == "GET /users/@me":
-            if self.reject_token:
-                return respond({"message": "401: Unauthorized", "code": 0}, status=401)
-            return respond(self.user(BOT_ID, "answerbot", bot=True))
-        if route == "GET /oauth2/applications/@me":
-            return respond(
-                {
-                    "id": str(APP_ID),
-                    "name": "answerbot",
-                    "description": "",
-                    "icon": None,
-                    "bot_public": True,
-                    "bot_require_code_grant": False,
-                    "verify_key": "0" * 64,
-                    "flags": 0,
-                    "owner": self.user(USER_ID, "owner"),
-                }
-            )
-        if re.fullmatch(rf"PUT /applications/{APP_ID}/commands", route):
-            return respond(
-                [{**c, "id": self.snowflake(), "application_id": str(APP_ID), "version": "1"} for c in body]
-            )
-        if re.fullmatch(r"POST /interactions/\d+/[\w-]+/callback", route):
-            interaction_id = path.split("/")[2]
-            message = self.message(body.get("data") or {})
-            return respond(
-                {
-                    "interaction": {
-                        "id": interaction_id,
-                        "type": 2,
-                        "response_message_id": message["id"],
-                        "response_message_loading": body["type"] == 5,
-                        "response_message_ephemeral": bool((body.get("data") or {}).get("flags", 0) & 64),
-                    },
-                    "resource": {"type": body["type"], "message": message},
-                }
-            )
-        if re.fullmatch(rf"POST /webhooks/{APP_ID}/[\w-]+", route):
-            return respond(self.message(body))
-        if re.fullmatch(rf"PATCH /webhooks/{APP_ID}/[\w-]+/messages/@original", route):
-            return respond(self.message(body))
-        return respond({"message": f"Unknown route {route}", "code": 0}, status=404)
-
-    def interaction_calls(self, token: str) -> list[Call]:
-        return [c for c in self.calls if token in c.path]
-
-    def interaction(
-        self,
-        kind: int,
-        data: dict,
-        user_id: int = USER_ID,
-        message: dict | None = None,
-        channel: dict | None = None,
-    ) -> dict:
-        """An INTERACTION_CREATE payload (a guild text channel unless `channel`), as the gateway delivers it."""
-        interaction_id = self.snowflake()
-        payload = {
-            "id": interaction_id,
-            "application_id": str(APP_ID),
-            "type": kind,
-            "token": f"token-{interaction_id}",
-            "version": 1,
-            "guild_id": str(GUILD_ID),
-            "channel_id": str(CHANNEL_ID),
-            "channel": {
-                "id": str(CHANNEL_ID),
-                "type": 0,
-                "guild_id": str(GUILD_ID),
-                "name": "general",
-                "position": 0,
-                "permission_overwrites": [],
-                "nsfw": False,
-                "parent_id": None,
-            },
-            "member": {
-                "user": self.user(user_id, f"user{user_id}"),
-                "roles": [],
-                "joined_at": "2025-01-01T00:00:00+00:00",
-                "deaf": False,
-                "mute": False,
-                "flags": 0,
-                "permissions": "2147483647",
-            },
-            "app_permissions": "2147483647",
-            "locale": "en-US",
-            "guild_locale": "en-US",
-            "entitlements": [],
-            "authorizing_integration_owners": {"0": str(GUILD_ID)},
-            "context": 0,
-            "attachment_size_limit": 10485760,
-            "data": data,
-        }
-        if message is not None:
-            payload["message"] = message
-        if channel is not None:
-            payload["channel"], payload["channel_id"] = channel, channel["id"]
-        return payload
-
-    def slash_ask(self, question: str, channel: dict | None = None) -> dict:
-        option = {"name": "question", "type": 3, "value": question}
-        data = {"id": self.snowflake(), "name": "ask", "type": 1, "options": [option]}
-        return self.interaction(2, data, channel=channel)
-
-    def click(self, message: dict, custom_id: str, user_id: int = USER_ID) -> dict:
-        return self.interaction(3, {"custom_id": custom_id, "component_type": 2}, user_id, message)
-
-
-@pytest.fixture
-def fake_discord(monkeypatch):
-    """Start FakeDiscord inside the test's event loop and point discord.py's routes at it."""
-
-    @contextlib.asynccontextmanager
-    async def running():
-        fake = FakeDiscord()
-        monkeypatch.setattr(discord.http.Route, "BASE", await fake.start())
-        try:
-            yield fake
-        finally:
-            await fake.stop()
-
-    return running
-
-
 @contextlib.asynccontextmanager
 async def started_bot():
     """An AnswerBot through its real start-up (login, setup_hook); events are then fed to its state."""
     bot = AnswerBot()
     try:
-        await bot.login("test-token")
+        await bot.login(TOKEN)
         yield bot
     finally:
         await bot.close()
@@ -583,56 +413,63 @@ def buttons(message: dict) -> list[str]:
     return [c["custom_id"] for row in message["components"] for c in row["components"]]
 
 
-def test_slash_command_defers_then_answers_in_a_follow_up_with_vote_buttons(
-    use_tiny_llm, handbook, fake_discord
+def test_slash_command_defers_then_the_worker_edits_the_response_with_vote_buttons(
+    use_tiny_llm, handbook, fake_discord, answer_worker
 ):
+    fake = fake_discord
+
     async def scenario():
-        async with fake_discord() as fake, started_bot() as bot:
+        async with started_bot() as bot:
             [synced] = next(c.json for c in fake.calls if c.method == "PUT")
             assert synced["name"] == "ask" and synced["options"][0]["name"] == "question"
             payload = fake.slash_ask(QUESTION)
             bot._connection.parse_interaction_create(payload)
-            await eventually(lambda: any(c.path.startswith("/webhooks") for c in fake.calls))
             await eventually(lambda: Answer.objects.exclude(message_id="").exists())
-            return fake.interaction_calls(payload["token"])
+            return payload, fake.interaction_calls(payload["token"])
 
-    calls = asyncio.run(scenario())
-    callback, follow_up = calls
+    payload, calls = asyncio.run(scenario())
+    callback, edit = calls
     assert (callback.method, callback.json["type"]) == ("POST", 5)  # deferred: "answerbot is thinking…"
-    assert follow_up.method == "POST" and follow_up.path.startswith(f"/webhooks/{APP_ID}/")
-    assert follow_up.query.get("wait") == "1"  # the follow-up message comes back, with its id
+    assert edit.method == "PATCH" and edit.path == f"/webhooks/{APP_ID}/{payload['token']}/messages/@original"
+    question = Question.objects.get()
+    assert question.event_id == f"interaction:{payload['id']}"
+    assert question.interaction == f"{APP_ID}:{payload['token']}"
     answer = Answer.objects.get()
     assert (answer.platform, answer.channel, answer.workspace) == ("discord", str(CHANNEL_ID), str(GUILD_ID))
-    assert shown(answer) in follow_up.json["content"] and f"]({WIKI_URL})" in follow_up.json["content"]
-    assert buttons(follow_up.json) == [f"answerbot:vote:+1:{answer.pk}", f"answerbot:vote:-1:{answer.pk}"]
-    assert answer.message_id and answer.asker == hash_id("discord", str(USER_ID))
+    assert shown(answer) in edit.json["content"] and f"]({WIKI_URL})" in edit.json["content"]
+    assert buttons(edit.json) == [f"answerbot:vote:+1:{answer.pk}", f"answerbot:vote:-1:{answer.pk}"]
+    assert answer.message_id == edit.response["id"] == fake.originals[payload["token"]]
+    assert answer.asker == hash_id("discord", str(USER_ID))
 
 
-def test_vote_buttons_record_one_vote_per_user_and_survive_a_restart(use_tiny_llm, handbook, fake_discord):
+def test_vote_buttons_record_one_vote_per_user_and_survive_a_restart(
+    use_tiny_llm, handbook, fake_discord, answer_worker
+):
+    fake = fake_discord
+
     async def scenario():
-        async with fake_discord() as fake:
-            async with started_bot() as bot:
-                bot._connection.parse_interaction_create(fake.slash_ask(QUESTION))
-                await eventually(lambda: Answer.objects.exclude(message_id="").exists())
-                answer = await discord_bot._off_loop(Answer.objects.get)
-                message = fake.messages[answer.message_id]
-                up, down = buttons(message)
-                first_click = fake.click(message, up)
-                bot._connection.parse_interaction_create(first_click)
-                await eventually(lambda: len(fake.interaction_calls(first_click["token"])) == 1)
-                assert await discord_bot._off_loop(lambda: Feedback.objects.filter(value=1).count()) == 1
-            async with started_bot() as restarted:  # a new process: only the start-up registration helps
-                assert message["id"] not in {
-                    str(i) for i in restarted._connection._view_store._synced_message_views
-                }
-                clicks = [fake.click(message, down), fake.click(message, up, OTHER_USER_ID)]
-                for click in clicks:
-                    restarted._connection.parse_interaction_create(click)
-                await eventually(
-                    lambda: Feedback.objects.filter(value=-1).exists() and Feedback.objects.count() == 2
-                )
-                await eventually(lambda: all(len(fake.interaction_calls(c["token"])) == 1 for c in clicks))
-                return answer, [fake.interaction_calls(c["token"])[0] for c in clicks]
+        async with started_bot() as bot:
+            bot._connection.parse_interaction_create(fake.slash_ask(QUESTION))
+            await eventually(lambda: Answer.objects.exclude(message_id="").exists())
+            answer = await discord_bot._off_loop(Answer.objects.get)
+            message = fake.messages[answer.message_id]  # posted by the answer worker
+            up, down = buttons(message)
+            first_click = fake.click(message, up)
+            bot._connection.parse_interaction_create(first_click)
+            await eventually(lambda: len(fake.interaction_calls(first_click["token"])) == 1)
+            assert await discord_bot._off_loop(lambda: Feedback.objects.filter(value=1).count()) == 1
+        async with started_bot() as restarted:  # a new process: only the start-up registration helps
+            assert message["id"] not in {
+                str(i) for i in restarted._connection._view_store._synced_message_views
+            }
+            clicks = [fake.click(message, down), fake.click(message, up, OTHER_USER_ID)]
+            for click in clicks:
+                restarted._connection.parse_interaction_create(click)
+            await eventually(
+                lambda: Feedback.objects.filter(value=-1).exists() and Feedback.objects.count() == 2
+            )
+            await eventually(lambda: all(len(fake.interaction_calls(c["token"])) == 1 for c in clicks))
+            return answer, [fake.interaction_calls(c["token"])[0] for c in clicks]
 
     answer, responses = asyncio.run(scenario())
     votes = dict(Feedback.objects.filter(answer=answer).values_list("voter", "value"))
@@ -656,27 +493,28 @@ def feedback_submission(fake: FakeDiscord, answer_id: int, *, category: str, bet
 
 
 def test_thumbs_down_opens_a_form_whose_answer_counts_even_after_a_restart(
-    use_tiny_llm, handbook, fake_discord
+    use_tiny_llm, handbook, fake_discord, answer_worker
 ):
+    fake = fake_discord
+
     async def scenario():
-        async with fake_discord() as fake:
-            async with started_bot() as bot:
-                bot._connection.parse_interaction_create(fake.slash_ask(QUESTION))
-                await eventually(lambda: Answer.objects.exclude(message_id="").exists())
-                answer = await discord_bot._off_loop(Answer.objects.get)
-                _, down = buttons(fake.messages[answer.message_id])
-                click = fake.click(fake.messages[answer.message_id], down)
-                bot._connection.parse_interaction_create(click)
-                await eventually(lambda: len(fake.interaction_calls(click["token"])) == 1)
-            async with started_bot() as restarted:  # the form is submitted to a new process
-                submitted = feedback_submission(fake, answer.pk, category="facts", better="Within 5 minutes.")
-                restarted._connection.parse_interaction_create(submitted)
-                await eventually(lambda: len(fake.interaction_calls(submitted["token"])) == 1)
-            return (
-                answer,
-                fake.interaction_calls(click["token"])[0],
-                fake.interaction_calls(submitted["token"])[0],
-            )
+        async with started_bot() as bot:
+            bot._connection.parse_interaction_create(fake.slash_ask(QUESTION))
+            await eventually(lambda: Answer.objects.exclude(message_id="").exists())
+            answer = await discord_bot._off_loop(Answer.objects.get)
+            _, down = buttons(fake.messages[answer.message_id])
+            click = fake.click(fake.messages[answer.message_id], down)
+            bot._connection.parse_interaction_create(click)
+            await eventually(lambda: len(fake.interaction_calls(click["token"])) == 1)
+        async with started_bot() as restarted:  # the form is submitted to a new process
+            submitted = feedback_submission(fake, answer.pk, category="facts", better="Within 5 minutes.")
+            restarted._connection.parse_interaction_create(submitted)
+            await eventually(lambda: len(fake.interaction_calls(submitted["token"])) == 1)
+        return (
+            answer,
+            fake.interaction_calls(click["token"])[0],
+            fake.interaction_calls(submitted["token"])[0],
+        )
 
     answer, opened, thanked = asyncio.run(scenario())
     assert opened.json["type"] == 9  # MODAL
@@ -697,11 +535,14 @@ def test_thumbs_down_opens_a_form_whose_answer_counts_even_after_a_restart(
     assert (pair.source, pair.status, pair.answer) == ("correction", "candidate", "Within 5 minutes.")
 
 
-def test_a_correction_beyond_the_daily_limit_is_refused_politely(use_tiny_llm, handbook, fake_discord):
+def test_a_correction_beyond_the_daily_limit_is_refused_politely(
+    use_tiny_llm, handbook, fake_discord, answer_worker
+):
     settings.CORRECTIONS_PER_DAY = 0
+    fake = fake_discord
 
     async def scenario():
-        async with fake_discord() as fake, started_bot() as bot:
+        async with started_bot() as bot:
             bot._connection.parse_interaction_create(fake.slash_ask(QUESTION))
             await eventually(lambda: Answer.objects.exclude(message_id="").exists())
             answer = await discord_bot._off_loop(Answer.objects.get)
@@ -716,11 +557,12 @@ def test_a_correction_beyond_the_daily_limit_is_refused_politely(use_tiny_llm, h
     assert not TrainingPair.objects.exists() and Feedback.objects.get().category == "length"
 
 
-def test_slash_command_in_a_server_that_is_not_allowed_is_refused(use_tiny_llm, handbook, fake_discord):
+def test_slash_command_in_a_server_that_is_not_allowed_is_refused(fake_discord):
     settings.DISCORD_ALLOWED_GUILDS = frozenset({GUILD_ID + 1})
+    fake = fake_discord
 
     async def scenario():
-        async with fake_discord() as fake, started_bot() as bot:
+        async with started_bot() as bot:
             payload = fake.slash_ask(QUESTION)
             bot._connection.parse_interaction_create(payload)
             await eventually(lambda: len(fake.interaction_calls(payload["token"])) == 1)
@@ -728,7 +570,7 @@ def test_slash_command_in_a_server_that_is_not_allowed_is_refused(use_tiny_llm, 
 
     [refusal] = asyncio.run(scenario())
     assert refusal.json["type"] == 4 and refusal.json["data"]["content"] == discord_bot.NOT_ALLOWED
-    assert not Answer.objects.exists()
+    assert not Question.objects.exists()
 
 
 THREAD = {
@@ -752,10 +594,12 @@ THREAD = {
 
 
 def test_questions_in_a_thread_belong_to_the_parent_channel_and_its_settings(
-    use_tiny_llm, handbook, fake_discord
+    use_tiny_llm, handbook, fake_discord, answer_worker
 ):
+    fake = fake_discord
+
     async def scenario():
-        async with fake_discord() as fake, started_bot() as bot:
+        async with started_bot() as bot:
             for answered in (1, 2):  # the second is a follow-up in the same thread
                 bot._connection.parse_interaction_create(fake.slash_ask(QUESTION, channel=THREAD))
                 await eventually(lambda n=answered: Answer.objects.exclude(message_id="").count() == n)
@@ -794,13 +638,9 @@ def test_runall_starts_the_discord_bot_when_a_token_is_set(settings):
 
 
 def test_rejected_token_stops_at_once(fake_discord):
-    async def scenario():
-        async with fake_discord() as fake:
-            fake.reject_token = True
-            with pytest.raises(discord.LoginFailure):
-                await serve("bad-token", sleep=pytest.fail)
-
-    asyncio.run(scenario())
+    fake_discord.reject_token = True
+    with pytest.raises(discord.LoginFailure):
+        asyncio.run(serve("bad-token", sleep=pytest.fail))
 
 
 def test_connection_failures_are_retried_with_exponential_back_off(monkeypatch):
