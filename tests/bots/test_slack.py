@@ -257,6 +257,8 @@ MALFORMED_BODIES = {
     "a JSON string": '"app_mention"',
     "an event callback without an event": '{"type": "event_callback", "event_id": "Ev1"}',
     "an event that is a string": '{"type": "event_callback", "event": "app_mention"}',
+    "a mention whose channel is a number": '{"type": "event_callback", "event": {"type": "app_mention", "channel": 5}}',
+    "a mention whose user is a number": '{"type": "event_callback", "event": {"type": "app_mention", "user": 5}}',
 }
 
 
