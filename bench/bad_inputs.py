@@ -399,7 +399,16 @@ def judge_document(file: BadFile, status: str, error: str, fence_intact: bool | 
 def formula_cells_csv(data: bytes) -> list[str]:
     """Cells of an exported CSV that a spreadsheet would run as formulas."""
     rows = csv.reader(io.StringIO(data.decode("utf-8-sig")))
-    return [cell for row in rows for cell in row if cell.startswith(FORMULA_STARTS)]
+    return [cell for row in rows for cell in row if cell.startswith(FORMULA_STARTS) and not _number(cell)]
+
+
+def _number(cell: str) -> bool:
+    """A plain number ("-1", "2.5") is data to a spreadsheet, not a formula."""
+    try:
+        float(cell)
+    except ValueError:
+        return False
+    return True
 
 
 def formula_cells_xlsx(data: bytes) -> list[str]:

@@ -60,6 +60,7 @@ class Scenario:
     metrics: dict[str, Any] = field(default_factory=dict)
     bad: list[bad_inputs.BadInput] = field(default_factory=list)
     server_errors: int = 0
+    error: str = ""  # the bench itself failed here
 
     def say(self, sentence: str) -> None:
         self.happened.append(sentence)
@@ -177,6 +178,16 @@ class FaultBench:
                 return True
             time.sleep(0.05)
         return False
+
+    def crashed(self, error: Exception) -> None:
+        """The bench itself failed in a scenario: said in its row, and the next scenario runs."""
+        import traceback
+
+        traceback.print_exc()
+        scenario = self.scenarios[-1]
+        scenario.error = f"{type(error).__name__}: {error}"
+        scenario.say(f"the bench failed here: {scenario.error}")
+        scenario.summary = scenario.summary or "the bench failed"
 
     def begin(self, key: str, fault: str) -> Scenario:
         scenario = Scenario(key, fault)
@@ -338,10 +349,12 @@ class FaultBench:
         stopped_at = time.monotonic()
         scenario.say(f"{name} stopped while {len(before)} questions were being answered or waiting")
         during: list[Delivery] = []
-        for _ in range(3):
-            during.append(self.ask(scenario))
-            time.sleep(seconds / 3)
-        (embedded.postgres_url if server == "postgres" else embedded.redis_url)(DATA_DIR)
+        try:
+            for _ in range(3):
+                during.append(self.ask(scenario))
+                time.sleep(seconds / 3)
+        finally:
+            (embedded.postgres_url if server == "postgres" else embedded.redis_url)(DATA_DIR)
         back_at = time.monotonic()
         connections.close_all()
         scenario.say(
@@ -573,7 +586,9 @@ class FaultBench:
                     "bad inputs": len(scenario.bad),
                     "bad inputs mishandled": mishandled,
                     "server errors": scenario.server_errors,
-                    "verdict": verdict(counts, mishandled=mishandled, server_errors=scenario.server_errors),
+                    "verdict": f"BENCH ERROR: {scenario.error}"
+                    if scenario.error
+                    else verdict(counts, mishandled=mishandled, server_errors=scenario.server_errors),
                     "metrics": scenario.metrics,
                     "deliveries": [
                         {

@@ -221,7 +221,10 @@ def main(argv: Sequence[str] | None = None) -> None:
                 stack.wait_for_worker(name, django_rq.get_connection("answer"), "answer")
         bench.warm_up()
         for name in chosen:
-            SCENARIOS[name](bench)
+            try:
+                SCENARIOS[name](bench)
+            except Exception as error:  # reported in the scenario's row; the others still run
+                bench.crashed(error)
         rows = bench.rows()
     finally:
         progress("stopping")

@@ -226,7 +226,8 @@ def test_judging_a_document_needs_its_reason_or_an_intact_fence():
 
 
 def test_formula_cells_are_found_in_csv():
-    assert bad_inputs.formula_cells_csv(b"question,answer\nq,'=1+1\nq,=1+1\n") == ["=1+1"]
+    exported = b"question,answer,votes\nq,'=1+1,-1\nq,=1+1,2\nq,-cmd,0\n"
+    assert bad_inputs.formula_cells_csv(exported) == ["=1+1", "-cmd"]
 
 
 # --- against the live /slack/events and /v1 ---------------------------------------------------------------
