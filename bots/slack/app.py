@@ -98,6 +98,8 @@ def take_questions(body, request, context, client, next):
         return next()
     event, event_id = body.get("event") or {}, body.get("event_id", "")
     fields = question_fields(event, context.bot_user_id, shared=bool(body.get("is_ext_shared_channel")))
+    if fields is None and event.get("type") in ("app_mention", "message") and not _well_formed(event):
+        logger.warning("slack event %s (%s) is malformed; ignored", event_id, event.get("type"))
     if fields is None or not fields["text"]:
         return next() if first_delivery(PLATFORM, event_id) else BoltResponse(status=200, body="")
     try:
@@ -118,8 +120,11 @@ def question_fields(event: dict, bot_user: str | None, *, shared: bool) -> dict 
     """A mention or a direct message as Question fields (its text cut to the limit); else None.
 
     A mention is answered in the thread it starts (or continues); bots (this one included) and
-    edits or joins (message subtypes) ask nothing.
+    edits or joins (message subtypes) ask nothing. Neither does a malformed event (no channel or
+    ts, or fields that are not strings): it is acknowledged and ignored, as a retry would not help.
     """
+    if not _well_formed(event):
+        return None
     if event.get("type") == "app_mention":
         text, thread = (
             _without_mention(event.get("text", ""), bot_user),
@@ -247,9 +252,13 @@ def on_reaction_removed(event, context):
 
 def _reaction_vote(event: dict, context: BoltContext) -> tuple[int, str, int] | None:
     """(answer id, voter, +1/-1) for a 👍/👎 reaction on one of the bot's replies, else None."""
-    value = REACTION_VOTES.get(event.get("reaction", "").split("::")[0])  # "+1::skin-tone-2"
-    item, voter = event.get("item") or {}, event.get("user", "")
-    if value is None or item.get("type") != "message" or voter == context.bot_user_id:
+    reaction, item, voter = event.get("reaction"), event.get("item"), event.get("user", "")
+    value = (
+        REACTION_VOTES.get(reaction.split("::")[0]) if isinstance(reaction, str) else None
+    )  # "+1::skin-tone-2"
+    if value is None or not isinstance(item, dict) or item.get("type") != "message":
+        return None
+    if voter == context.bot_user_id:
         return None
     if event.get("item_user") not in (None, context.bot_user_id):
         return None
@@ -258,6 +267,15 @@ def _reaction_vote(event: dict, context: BoltContext) -> tuple[int, str, int] | 
 
 
 # --- answering ------------------------------------------------------------------------------
+
+
+def _well_formed(event: dict) -> bool:
+    """Channel and ts are strings, and so are text, thread_ts, user and team where present."""
+    required = (event.get("channel"), event.get("ts"))
+    optional = (event.get(key) or "" for key in ("text", "thread_ts", "user", "team"))
+    return all(isinstance(value, str) and value for value in required) and all(
+        isinstance(value, str) for value in optional
+    )
 
 
 def _without_mention(text: str, bot_user: str | None) -> str:

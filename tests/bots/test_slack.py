@@ -6,6 +6,8 @@ Redis (event de-duplication) and PostgreSQL are the real test ones, so event ids
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import time
 import uuid
@@ -18,7 +20,7 @@ from slack_sdk.signature import SignatureVerifier
 
 from bots.slack import blocks as slack_blocks
 from console.conversations import questions
-from console.conversations.models import Answer, ChannelSettings, Feedback
+from console.conversations.models import Answer, ChannelSettings, Feedback, Question
 from console.training.models import TrainingPair
 from tests.bots.slack_fake import BOT_USER, TEAM, FakeSlack
 from tests.knowledge.conftest import EXPENSES_MD, ONCALL_MD
@@ -44,7 +46,8 @@ class SlackEvents:
         sent = {"Content-Type": content_type, "X-Slack-Request-Timestamp": timestamp, **(headers or {})}
         if signature:
             sent["X-Slack-Signature"] = signature
-        return requests.post(self.url, data=body.encode(), headers=sent, timeout=10)
+        data = body if isinstance(body, bytes) else body.encode()
+        return requests.post(self.url, data=data, headers=sent, timeout=10)
 
     def next_ts(self) -> str:
         self._ts += 1
@@ -245,6 +248,95 @@ def test_bad_signature_gets_401_and_does_nothing(slack, fake_slack, signature, a
     time.sleep(0.3)
     assert fake_slack.calls == []
     assert Answer.objects.count() == 0
+
+
+MALFORMED_BODIES = {
+    "not JSON": "{",
+    "a JSON list": "[]",
+    "JSON null": "null",
+    "a JSON string": '"app_mention"',
+    "an event callback without an event": '{"type": "event_callback", "event_id": "Ev1"}',
+    "an event that is a string": '{"type": "event_callback", "event": "app_mention"}',
+    "a mention whose channel is a number": '{"type": "event_callback", "event": {"type": "app_mention", "channel": 5}}',
+    "a mention whose user is a number": '{"type": "event_callback", "event": {"type": "app_mention", "user": 5}}',
+}
+
+
+@pytest.fixture
+def bare_slack(settings, live_server, fake_slack):
+    """/slack/events with no model and no answer worker: for requests that must never be answered."""
+    settings.SLACK_BOT_TOKEN = "xoxb-test-token"
+    settings.SLACK_SIGNING_SECRET = SECRET
+    settings.SLACK_API_URL = fake_slack.url
+    return SlackEvents(f"{live_server.url}/slack/events", fake_slack)
+
+
+@pytest.mark.parametrize("body", MALFORMED_BODIES.values(), ids=MALFORMED_BODIES.keys())
+def test_a_signed_body_that_is_not_a_json_object_gets_400(bare_slack, fake_slack, body):
+    response = bare_slack.post(body, "application/json")
+    assert response.status_code == 400 and "Malformed request body" in response.text
+    form = bare_slack.post("payload=%5B1%5D", "application/x-www-form-urlencoded")  # payload: a list
+    assert form.status_code == 400
+    assert fake_slack.calls == [] and Question.objects.count() == 0
+
+
+def test_a_body_that_is_not_utf8_cannot_be_verified_and_gets_401(bare_slack, fake_slack):
+    body, timestamp = b"\xff\xfe{}", str(int(time.time()))
+    digest = hmac.new(SECRET.encode(), b"v0:" + timestamp.encode() + b":" + body, hashlib.sha256)
+    response = bare_slack.post(
+        body, "application/json", signature=f"v0={digest.hexdigest()}", timestamp=timestamp
+    )
+    assert response.status_code == 401 and fake_slack.calls == []
+
+
+@pytest.mark.parametrize("body", [*MALFORMED_BODIES.values(), b"\xff"])
+@pytest.mark.parametrize("timestamp", ["abc", "1.5", ""], ids=["word", "decimal", "empty"])
+def test_a_timestamp_that_is_not_a_number_gets_401_whatever_the_body(bare_slack, fake_slack, body, timestamp):
+    response = bare_slack.post(body, "application/json", signature="v0=" + "0" * 64, timestamp=timestamp)
+    assert response.status_code == 401
+    assert fake_slack.calls == []
+
+
+def _mention(**changes) -> dict:
+    event = {"type": "app_mention", "user": "U0ALICE", "text": f"<@{BOT_USER}> {QUESTION}"}
+    event |= {"ts": "1700000500.000100", "channel": "C0OPS", "team": TEAM}
+    return {key: value for key, value in (event | changes).items() if value is not None}
+
+
+MALFORMED_EVENTS = {
+    "a mention without channel": _mention(channel=None),
+    "a mention without ts": _mention(ts=None),
+    "a mention whose text is a number": _mention(text=42),
+    "a mention whose channel is a list": _mention(channel=["C0OPS"]),
+    "a mention whose thread_ts is an object": _mention(thread_ts={"ts": "1"}),
+    "a DM without channel": {
+        "type": "message",
+        "channel_type": "im",
+        "user": "U0ALICE",
+        "text": "Hi?",
+        "ts": "1.2",
+    },
+    "a reaction whose item is a string": {
+        "type": "reaction_added",
+        "user": "U0ALICE",
+        "reaction": "+1",
+        "item": "x",
+    },
+    "a reaction that is a number": {"type": "reaction_added", "user": "U0ALICE", "reaction": 1, "item": {}},
+}
+
+
+@pytest.mark.parametrize("event", MALFORMED_EVENTS.values(), ids=MALFORMED_EVENTS.keys())
+def test_a_signed_but_malformed_event_is_acknowledged_and_ignored(bare_slack, fake_slack, event):
+    """Signed, so Slack sent it: a 200 keeps Slack from sending the same event three times more,
+    which would not help; nothing is taken, posted or answered."""
+    body = json.loads(bare_slack.event_body({}))
+    body["event"] = event
+    response = bare_slack.post(json.dumps(body), "application/json")
+    assert response.status_code == 200
+    time.sleep(0.3)
+    assert [c.method for c in fake_slack.calls if c.method != "auth.test"] == []
+    assert Question.objects.count() == 0
 
 
 def test_url_verification_challenge_is_answered(slack):
