@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import time
+from typing import Any, cast
 
 import django
 from django.apps import apps
@@ -55,7 +56,7 @@ class AnswerWorker(SimpleWorker):
     answered again once the process manager restarts the worker (abandoned-job callback, sweeper).
     """
 
-    def work(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def work(self, *args: Any, **kwargs: Any) -> bool:
         from console.conversations.answering import warm_up
 
         started = time.monotonic()
@@ -99,11 +100,8 @@ def abandon(worker: BaseWorker) -> None:
     connection = worker.connection
     for queue in worker.queues:
         registry = StartedJobRegistry(queue.name, connection=connection)
-        entries = [
-            entry
-            for entry in connection.zrange(registry.key, 0, -1)
-            if entry.decode().startswith(f"{job_id}:")
-        ]
+        members = cast(list[bytes], connection.zrange(registry.key, 0, -1))
+        entries = [entry for entry in members if entry.startswith(f"{job_id}:".encode())]
         if entries:
             connection.zadd(registry.key, dict.fromkeys(entries, 0), xx=True)  # expired: abandoned
             registry.cleanup()

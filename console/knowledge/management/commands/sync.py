@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -84,7 +85,7 @@ class Command(BaseCommand):
                 time.sleep(1)
 
     @contextmanager
-    def _bar(self, source: Source):
+    def _bar(self, source: Source) -> Iterator[Callable[[Sync], None]]:
         """A progress bar on stderr over the items to fetch, fed with the sync's row as it moves."""
         with tqdm(total=0, unit="item", desc=source.name, file=sys.stderr, leave=False) as bar:
 
