@@ -594,7 +594,9 @@ class FaultBench:
                         {
                             "event_id": d.event_id,
                             "channel": d.channel,
+                            "ts": d.ts,
                             "attempts": [asdict(a) for a in d.attempts],
+                            "outcome": asdict(found[(d.channel, d.ts)]),
                         }
                         for d in scenario.deliveries
                     ],

@@ -1,10 +1,11 @@
 """The product's processes for bench/faults.py, started as production starts them, on a throwaway DATA_DIR.
 
 The embedded PostgreSQL and Redis (console/embedded.py) run under DATA_DIR; every other process is
-the command docker-compose.yml (or `runall`) runs, each in its own process group so that `kill -9`
-takes a gunicorn master with its workers, or an RQ worker with its work-horse, as an OOM kill or a
-lost container would. A process that exits on its own is started again after a pause and recorded,
-as a container's restart policy would; the report lists those exits.
+the command docker-compose.yml (or `runall`) runs, each in its own process group, so that `kill -9`
+takes a gunicorn master with its workers, or an RQ worker with its work-horse (which RQ moves to a
+group of its own, so it is killed by pid too), as an OOM kill or a lost container would. A process
+that exits on its own is started again after a pause and recorded, as a container's restart policy
+would; the report lists those exits.
 """
 
 from __future__ import annotations
@@ -125,11 +126,13 @@ class Stack:
             process.starts += 1
 
     def kill(self, name: str) -> None:
-        """kill -9 of the process and everything it started (its process group)."""
+        """kill -9 of the process and everything it started: its process group and its
+        descendants (an RQ work-horse moves to a process group of its own)."""
         process = self.processes[name]
         with self._lock:
             process.expected_exit = True
             if process.popen is not None and process.popen.poll() is None:
+                self.kill_children(name)
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(process.popen.pid, signal.SIGKILL)
                 process.popen.wait(timeout=30)

@@ -6,6 +6,11 @@ loaded between questions) and `SpawnWorker` (a fresh interpreter per job; the `t
 CUDA is never initialised in a process that then forks). RQ calls a job's `on_failure` callback when the job raises and when
 a dead worker's job is found abandoned, but not when only the work-horse process dies (OOM
 killer, SIGKILL): both classes close that gap, so a job's rows are always marked failed.
+
+Those callbacks run in the worker process itself and open database connections there; `Worker`
+closes them before it forks a work-horse, which would otherwise share the connection's socket:
+the first horse to close it would leave every later one a dead connection, and the worker would
+fail every job after its first killed horse.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from typing import Any, cast
 
 import django
 from django.apps import apps
+from django.db import connections
 from rq.callbacks import execute_failure_callback
 from rq.exceptions import AbandonedJobError
 from rq.registry import StartedJobRegistry
@@ -39,7 +45,9 @@ class _FailsJobsOfDeadHorses(RQWorker):
 
 
 class Worker(_FailsJobsOfDeadHorses):
-    pass
+    def fork_work_horse(self, job, queue):
+        connections.close_all()  # never share a connection with the horse (see the docstring)
+        super().fork_work_horse(job, queue)
 
 
 class SpawnWorker(_FailsJobsOfDeadHorses, RQSpawnWorker):

@@ -28,6 +28,7 @@ from tests.subprocesses import database_url_for_tests, wait_until
 pytestmark = pytest.mark.django_db(transaction=True)
 
 RETRY = {"X-Slack-Retry-Num": "1", "X-Slack-Retry-Reason": "http_error"}
+QUESTION_AFTER = "Who approves expenses?"
 LAST_RETRY = {"X-Slack-Retry-Num": "3", "X-Slack-Retry-Reason": "http_error"}
 
 
@@ -249,13 +250,18 @@ def test_an_answer_worker_killed_mid_generation_is_answered_once_after(
             horse.send_signal(signal.SIGKILL)
         # the worker's failure callback queues the question again, and the worker answers it
         assert wait_until(lambda: Question.objects.get().status == "answered", timeout=180)
+        # ... and goes on answering: the database connection that callback opened in the worker
+        # is not handed on to the next work-horses (the first to close it broke every later one)
+        slack.mention(QUESTION_AFTER)
+        slack.mention(QUESTION_AFTER)
+        assert wait_until(lambda: Question.objects.filter(status="answered").count() == 3, timeout=180)
     finally:
         worker.terminate()
         worker.wait(timeout=60)
     question.refresh_from_db()
     assert question.attempts == 2 and question.job_id != job_id
-    assert len(updates_with_answers(fake_slack)) == 1 and Answer.objects.count() == 1
-    assert len(fake_slack.calls_to("chat.postMessage")) == 1  # the placeholder, reused
+    assert len(updates_with_answers(fake_slack)) == 3 and Answer.objects.count() == 3
+    assert len(fake_slack.calls_to("chat.postMessage")) == 3  # one placeholder each, the first reused
 
 
 @pytest.mark.slow
