@@ -218,22 +218,28 @@ def test_database_down_is_retried_by_slack_and_the_last_retry_is_told_politely(s
     assert Question.objects.count() == 0
 
 
+def worker_env(settings, fake_slack, tiny_llm) -> dict[str, str]:
+    """The environment of an `rqworker answer` subprocess: the tests' servers, the tiny model
+    generating for seconds (so it is killed in the middle), the fake Slack."""
+    return dict(
+        os.environ,
+        DATABASE_URL=database_url_for_tests(),
+        REDIS_URL=settings.REDIS_URL,
+        BASE_MODEL=str(tiny_llm),
+        GENERATOR="local",
+        GENERATION_MAX_NEW_TOKENS="3000",
+        GENERATION_REPETITION_PENALTY="1.0",
+        SLACK_BOT_TOKEN="xoxb-test-token",
+        SLACK_API_URL=fake_slack.url,
+    )
+
+
 @pytest.mark.slow
 def test_an_answer_worker_killed_mid_generation_is_answered_once_after(
     slack, fake_slack, settings, answer_queue, use_tiny_llm
 ):
     """`rqworker answer` (forking, console.workers.Worker) loses its work-horse to SIGKILL."""
-    env = dict(
-        os.environ,
-        DATABASE_URL=database_url_for_tests(),
-        REDIS_URL=settings.REDIS_URL,
-        BASE_MODEL=str(use_tiny_llm),
-        GENERATOR="local",
-        GENERATION_MAX_NEW_TOKENS="3000",  # seconds of generation: killed in the middle
-        GENERATION_REPETITION_PENALTY="1.0",
-        SLACK_BOT_TOKEN="xoxb-test-token",
-        SLACK_API_URL=fake_slack.url,
-    )
+    env = worker_env(settings, fake_slack, use_tiny_llm)
     slack.mention()
     question = Question.objects.get()
     job_id = question.job_id
@@ -272,17 +278,7 @@ def test_a_killed_answer_worker_is_replaced_and_its_question_answered_once_at_on
     SIGKILL takes the whole worker; the one started in its place finds it dead and the question
     is answered again straight away, not when the dead worker's heartbeat runs out (ANSWER_JOB_TIMEOUT
     plus a minute)."""
-    env = dict(
-        os.environ,
-        DATABASE_URL=database_url_for_tests(),
-        REDIS_URL=settings.REDIS_URL,
-        BASE_MODEL=str(use_tiny_llm),
-        GENERATOR="local",
-        GENERATION_MAX_NEW_TOKENS="3000",  # seconds of generation: killed in the middle
-        GENERATION_REPETITION_PENALTY="1.0",
-        SLACK_BOT_TOKEN="xoxb-test-token",
-        SLACK_API_URL=fake_slack.url,
-    )
+    env = worker_env(settings, fake_slack, use_tiny_llm)
     command = [sys.executable, str(settings.BASE_DIR / "manage.py"), "rqworker", "answer"]
     command += ["--worker-class", "console.workers.AnswerWorker"]
     slack.mention()
