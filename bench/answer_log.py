@@ -99,19 +99,26 @@ def tally(found: Iterable[Outcome]) -> Counter:
     return counts
 
 
-def verdict(counts: Counter, *, mishandled: int = 0, server_errors: int = 0) -> str:
+def verdict(
+    counts: Counter, *, mishandled: int = 0, server_errors: int = 0, problems: Sequence[str] = ()
+) -> str:
     """ "pass", or FAIL with what went wrong: a question lost, answered twice or only apologised
-    for, a placeholder left, a leak, a bad input without its clear error, a 5xx."""
-    problems = [
-        (counts["lost"], "lost"),
-        (counts["twice"], "answered twice"),
-        (counts["told"], "told to ask again"),
-        (counts["stuck"], "placeholders left"),
-        (counts["leaks"], "leaked"),
-        (mishandled, "bad inputs without their clear error"),
-        (server_errors, "5xx"),
+    for, a placeholder left, a leak, a bad input without its clear error, a 5xx, or a problem the
+    scenario found itself (a target missed, a retried run that did not finish)."""
+    found = [
+        f"{n} {label}"
+        for n, label in (
+            (counts["lost"], "lost"),
+            (counts["twice"], "answered twice"),
+            (counts["told"], "told to ask again"),
+            (counts["stuck"], "placeholders left"),
+            (counts["leaks"], "leaked"),
+            (mishandled, "bad inputs without their clear error"),
+            (server_errors, "5xx"),
+        )
+        if n
     ]
-    found = [f"{n} {label}" for n, label in problems if n]
+    found += problems
     return "pass" if not found else "FAIL: " + ", ".join(found)
 
 

@@ -61,6 +61,7 @@ class Scenario:
     bad: list[bad_inputs.BadInput] = field(default_factory=list)
     server_errors: int = 0
     error: str = ""  # the bench itself failed here
+    problems: list[str] = field(default_factory=list)  # targets missed, found by the scenario itself
 
     def say(self, sentence: str) -> None:
         self.happened.append(sentence)
@@ -249,6 +250,8 @@ class FaultBench:
             f"acks p50 {m['ack_p50_s'] * 1000:.0f} ms, p99 {m['ack_p99_s'] * 1000:.0f} ms; "
             f"{m['answers_per_minute']:.1f} answers/min"
         )
+        if not m["ack_p99_s"] < 1.0:
+            scenario.problems.append(f"ack p99 {m['ack_p99_s']:.2f} s (target < 1 s)")
 
     def kill_answer(self, whole_worker: bool) -> None:
         what = (
@@ -260,6 +263,7 @@ class FaultBench:
         delivery = self.ask(scenario, channel=DEV, text=self.questions[1])
         if not self.wait_for_status(delivery, "answering"):
             scenario.say("the question never started answering")
+            scenario.problems.append("the question never started answering")
             return
         time.sleep(self.kill_after)
         if self.answered_at(delivery) is not None:
@@ -365,18 +369,24 @@ class FaultBench:
         )
         firsts = [d.attempts[0] for d in during]
         exits = self.stack.exits[exits_before:]
+        answered = [t for d in scenario.deliveries if (t := self.answered_at(d)) is not None]
+        last = max(answered) - back_at if answered else None
         scenario.metrics.update(
             outage_s=back_at - stopped_at,
             during_first_attempts=[asdict(a) for a in firsts],
             during_attempts=[len(d.attempts) for d in during],
             process_exits=[asdict(e) for e in exits],
             settled_s=took,
+            last_answer_after_restart_s=last,
         )
         worst = max((a.seconds for a in firsts), default=0.0)
+        if worst > DEADLINE:
+            scenario.problems.append(f"an acknowledgement took {worst:.1f} s (Slack waits {DEADLINE:g} s)")
         statuses = Counter(str(a.status) for a in firsts)
         scenario.say(
             f"during the outage the first attempts got {dict(statuses)} within {worst:.2f} s (deadline {DEADLINE:g} s); "
-            f"acked at attempt {[len(d.attempts) for d in during]}"
+            f"acked at attempt {[len(d.attempts) for d in during]}; the last answer came "
+            + (f"{last:.0f} s after {name} was back" if last is not None else "never")
             + (
                 f"; processes that exited and were restarted: {sorted({e.name for e in exits})}"
                 if exits
@@ -386,7 +396,8 @@ class FaultBench:
         )
         scenario.summary = (
             f"acks {', '.join(f'{k} ×{v}' for k, v in statuses.items())} in ≤ {worst:.2f} s; Slack's attempt "
-            f"{', '.join(str(len(d.attempts)) for d in during)} taken"
+            f"{', '.join(str(len(d.attempts)) for d in during)} taken; all answered "
+            + (f"≤ {last:.0f} s after it was back" if last is not None else "NEVER")
             + (f"; {', '.join(sorted({e.name for e in exits}))} exited, restarted" if exits else "")
         )
 
@@ -408,6 +419,7 @@ class FaultBench:
                 "succeeded",
             ):
                 scenario.say(f"the run never reached evaluation: {TrainingRun.objects.get(pk=run.pk).status}")
+                scenario.problems.append("the run never reached evaluation")
                 return
             time.sleep(0.5)
         trained = time.monotonic() - started
@@ -421,10 +433,12 @@ class FaultBench:
         while TrainingRun.objects.get(pk=run.pk).status != TrainingRun.Status.FAILED:
             if time.monotonic() - killed_at > self.args.sweep_after + 300:
                 scenario.say("the dead run was never marked failed")
+                scenario.problems.append("the dead run was never marked failed")
                 return
             time.sleep(1)
         scenario.say(
-            f"the sweeper failed the run {time.monotonic() - killed_at:.0f} s after the kill: {TrainingRun.objects.get(pk=run.pk).error}"
+            f"the run was found dead and failed {time.monotonic() - killed_at:.0f} s after the kill: "
+            f"{TrainingRun.objects.get(pk=run.pk).error}"
         )
         runs.retry_run(TrainingRun.objects.get(pk=run.pk))
         retried = time.monotonic()
@@ -440,7 +454,9 @@ class FaultBench:
             f"the retry ended {status} in {time.monotonic() - retried:.0f} s"
             + (f": {final.error}" if final.error else "")
         )
-        scenario.summary = f"marked failed by the sweeper; the retry {status}"
+        scenario.summary = f"found dead and failed with a reason; the retry {status}"
+        if status != "succeeded":
+            scenario.problems.append(f"the retry {status}")
 
     def bad(self) -> None:
         from console.conversations.models import Question
@@ -478,10 +494,15 @@ class FaultBench:
             f"health check: a normal and a 24,000-character question {'answered' if took else 'NOT answered'}; "
             f"/v1/models {models}"
         )
+        healthy = took is not None and models == "200"
         scenario.summary = (
             f"{len(scenario.bad) - len(wrong)}/{len(scenario.bad)} got their clear error, "
-            f"{scenario.server_errors} 5xx; health check {'passed' if took and models == '200' else 'FAILED'}"
+            f"{scenario.server_errors} 5xx; health check {'passed' if healthy else 'FAILED'}"
         )
+        if not healthy:
+            scenario.problems.append("the health check failed")
+        if new_questions:
+            scenario.problems.append(f"{new_questions} questions taken from bad inputs")
 
     def uploads(self) -> list[bad_inputs.BadInput]:
         from django.conf import settings
@@ -569,6 +590,13 @@ class FaultBench:
             for key in found:
                 found[key].leaks += leaks.get(key, 0)
             counts = tally(found.values())
+            if counts["stuck"]:
+                scenario.happened.append(
+                    f'{counts["stuck"]} "Thinking…" placeholder(s) never replaced: '
+                    + ", ".join(
+                        f"{k[0]} {k[1]}: {v.placeholders} posted" for k, v in found.items() if v.stuck
+                    )
+                )
             mishandled = sum(not item.ok for item in scenario.bad)
             rows.append(
                 {
@@ -588,7 +616,12 @@ class FaultBench:
                     "server errors": scenario.server_errors,
                     "verdict": f"BENCH ERROR: {scenario.error}"
                     if scenario.error
-                    else verdict(counts, mishandled=mishandled, server_errors=scenario.server_errors),
+                    else verdict(
+                        counts,
+                        mishandled=mishandled,
+                        server_errors=scenario.server_errors,
+                        problems=scenario.problems,
+                    ),
                     "metrics": scenario.metrics,
                     "deliveries": [
                         {

@@ -34,6 +34,14 @@ if not apps.ready:  # a spawned work-horse imports this module before anything e
     django.setup()
 
 
+def failure_reason(exc_type: type[BaseException], exc_value: BaseException) -> str:
+    """Why a job failed, for its rows' error: the exception, or, for a job whose whole worker died
+    (RQ's clean-up of abandoned jobs passes an AbandonedJobError without a message), what happened."""
+    if issubclass(exc_type, AbandonedJobError) and not str(exc_value):
+        return "AbandonedJobError: its worker stopped (killed, or its machine lost) before the job finished"
+    return f"{exc_type.__name__}: {exc_value}"
+
+
 class _FailsJobsOfDeadHorses(RQWorker):
     def handle_work_horse_killed(self, job, retpid, ret_val, rusage):
         super().handle_work_horse_killed(job, retpid, ret_val, rusage)

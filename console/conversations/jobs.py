@@ -17,6 +17,7 @@ from rq.job import Job
 from console.conversations import answering, questions
 from console.conversations.models import Question
 from console.conversations.threads import thread_history
+from console.workers import failure_reason
 
 logger = logging.getLogger(__name__)
 
@@ -86,4 +87,4 @@ def answer_question_failed(
     question = Question.objects.filter(pk=job.args[0]).first()
     if question is None or not question.is_open or question.job_id != job.id:
         return
-    questions.retry_or_give_up(question, f"{exc_type.__name__}: {exc_value}", connection)
+    questions.retry_or_give_up(question, failure_reason(exc_type, exc_value), connection)

@@ -8,6 +8,7 @@ from redis import Redis
 from rq.job import Job
 
 from console.knowledge import indexing, syncing
+from console.workers import failure_reason
 
 
 def index_documents(document_ids: list[int]) -> dict[int, str]:
@@ -23,7 +24,7 @@ def index_documents_failed(
     traceback: TracebackType | None,
 ) -> None:
     """on_failure callback: a job that died or timed out leaves its documents failed, not 'indexing'."""
-    indexing.mark_interrupted(job.args[0], f"{exc_type.__name__}: {exc_value}")
+    indexing.mark_interrupted(job.args[0], failure_reason(exc_type, exc_value))
 
 
 def sync_source(source_id: int, allow_prune: bool = False) -> dict[str, object]:

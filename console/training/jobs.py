@@ -8,6 +8,7 @@ from redis import Redis
 from rq.job import Job
 
 from console.training import runs
+from console.workers import failure_reason
 
 
 def train(run_id: int) -> str:
@@ -22,4 +23,4 @@ def train_failed(
     traceback: TracebackType | None,
 ) -> None:
     """on_failure callback: a run whose job raised, timed out or whose process died is failed."""
-    runs.mark_failed(job.args[0], f"{exc_type.__name__}: {exc_value}")
+    runs.mark_failed(job.args[0], failure_reason(exc_type, exc_value))

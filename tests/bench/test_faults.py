@@ -174,6 +174,7 @@ def test_the_verdict_passes_only_with_every_question_answered_once_and_nothing_e
     assert verdict(tally([Outcome(told=1)]), mishandled=2, server_errors=1) == (
         "FAIL: 1 told to ask again, 2 bad inputs without their clear error, 1 5xx"
     )
+    assert verdict(tally([]), problems=["ack p99 1.4 s"]) == "FAIL: ack p99 1.4 s"
 
 
 def test_percentile_is_by_nearest_rank():
